@@ -1,0 +1,3 @@
+module github.com/revocast/revocast
+
+go 1.26

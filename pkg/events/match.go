@@ -1,0 +1,93 @@
+package events
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Token holds the facts about a verified JWT that revocations match against.
+type Token struct {
+	JTI string
+	Sub string
+	Iss string
+	Kid string // from the JOSE header
+	// IssuedAt is the iat claim in Unix seconds; HasIssuedAt is false when
+	// the token has none.
+	IssuedAt    int64
+	HasIssuedAt bool
+	// Claims holds the token's other claims, as decoded from JSON (strings,
+	// float64 or json.Number, bools, …). It may also hold the registered
+	// claims; they are not consulted.
+	Claims map[string]any
+}
+
+// Matches reports whether the revocation applies to the token: every matcher
+// that is set must match. It ignores expiry (see Expired) and does not
+// allocate.
+//
+// A jti revocation matches its token whatever its iat. With issued_before,
+// only tokens issued strictly before it match; a token without iat then
+// matches too, because nothing shows it was issued later (fail closed).
+func (r *Revocation) Matches(t *Token) bool {
+	if r.JTI != "" && r.JTI != t.JTI {
+		return false
+	}
+	if r.Sub != "" && r.Sub != t.Sub {
+		return false
+	}
+	if r.Iss != "" && r.Iss != t.Iss {
+		return false
+	}
+	if r.Kid != "" && r.Kid != t.Kid {
+		return false
+	}
+	for name, want := range r.Claims {
+		if !ClaimEquals(t.Claims[name], want) {
+			return false
+		}
+	}
+	if r.NeedsIssuedAt() && t.HasIssuedAt {
+		// iat is whole seconds, the token was issued in [iat, iat+1): it is
+		// "before" unless iat reaches the first whole second at or after
+		// issued_before. The same second counts as before (fail closed).
+		cut := r.IssuedBefore.Unix()
+		if r.IssuedBefore.Nanosecond() > 0 {
+			cut++
+		}
+		if t.IssuedAt >= cut {
+			return false
+		}
+	}
+	return true
+}
+
+// NeedsIssuedAt reports whether deciding this revocation needs the token's iat.
+func (r *Revocation) NeedsIssuedAt() bool {
+	return r.JTI == "" && !r.Ban && !r.IssuedBefore.IsZero()
+}
+
+// ClaimEquals compares a token's claim value with a matcher value (a string,
+// float64 or bool). Numbers compare by value whatever their JSON type.
+func ClaimEquals(got, want any) bool {
+	switch w := want.(type) {
+	case string:
+		g, ok := got.(string)
+		return ok && g == w
+	case bool:
+		g, ok := got.(bool)
+		return ok && g == w
+	case float64:
+		switch g := got.(type) {
+		case float64:
+			return g == w
+		case json.Number:
+			f, err := strconv.ParseFloat(string(g), 64)
+			return err == nil && f == w
+		case int64:
+			return float64(g) == w
+		case int:
+			return float64(g) == w
+		}
+	}
+	return false
+}

@@ -1,0 +1,278 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func prepared(t *testing.T, body string) Revocation {
+	t.Helper()
+	r, err := DecodeRevocation([]byte(body))
+	if err != nil {
+		t.Fatalf("DecodeRevocation(%s): %v", body, err)
+	}
+	if err := (Policy{}).Prepare(&r, now); err != nil {
+		t.Fatalf("Prepare(%s): %v", body, err)
+	}
+	return r
+}
+
+func TestDecodeRevocationErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		name, body, field string
+	}{
+		{"unknown field", `{"jti":"a","color":"red"}`, "color"},
+		{"server field key", `{"jti":"a","key":"abc"}`, "key"},
+		{"server field actor", `{"jti":"a","actor":"me"}`, "actor"},
+		{"server field seq", `{"jti":"a","seq":3}`, "seq"},
+		{"no matcher", `{"reason":"x"}`, "jti"},
+		{"empty object", `{}`, "jti"},
+		{"empty jti", `{"jti":""}`, "jti"},
+		{"jti wrong type", `{"jti":42}`, "jti"},
+		{"ban wrong type", `{"sub":"a","ban":"yes"}`, "ban"},
+		{"bad time string", `{"sub":"a","issued_before":"yesterday"}`, "issued_before"},
+		{"bad time type", `{"jti":"a","expires_at":true}`, "expires_at"},
+		{"negative unix", `{"jti":"a","expires_at":-5}`, "expires_at"},
+		{"huge unix", `{"jti":"a","expires_at":1e300}`, "expires_at"},
+		{"claim object value", `{"claims":{"tenant":{"a":1}}}`, "claims.tenant"},
+		{"claim null value", `{"claims":{"tenant":null}}`, "claims.tenant"},
+		{"claim reserved", `{"claims":{"sub":"alice"}}`, "claims.sub"},
+		{"claims empty", `{"claims":{}}`, "claims"},
+		{"claims not object", `{"claims":[1]}`, "claims"},
+		{"jti too long", `{"jti":"` + strings.Repeat("x", MaxValueLength+1) + `"}`, "jti"},
+		{"reason too long", `{"jti":"a","reason":"` + strings.Repeat("x", MaxReasonLength+1) + `"}`, "reason"},
+		{"ban with jti", `{"jti":"a","ban":true}`, "ban"},
+		{"issued_before with jti", `{"jti":"a","issued_before":1}`, "issued_before"},
+		{"issued_before with ban", `{"sub":"a","ban":true,"issued_before":1}`, "issued_before"},
+		{"array body", `[{"jti":"a"}]`, ""},
+		{"trailing data", `{"jti":"a"} {"jti":"b"}`, ""},
+		{"truncated", `{"jti":"a"`, ""},
+		{"empty body", ``, ""},
+		{"not json", `jti=a`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeRevocation([]byte(tc.body))
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("err = %T, want *FieldError", err)
+			}
+			if fe.Field != tc.field {
+				t.Fatalf("field = %q (%v), want %q", fe.Field, err, tc.field)
+			}
+			if fe.Problem == "" {
+				t.Fatal("empty problem")
+			}
+		})
+	}
+}
+
+func TestPrepareDefaults(t *testing.T) {
+	const L = DefaultMaxTokenLifetime
+	tests := []struct {
+		name                    string
+		body                    string
+		issuedBefore, expiresAt time.Time // zero: must stay unset
+	}{
+		{"jti expires after L", `{"jti":"t1"}`, time.Time{}, now.Add(L)},
+		{"jti keeps its expires_at", `{"jti":"t1","expires_at":"2026-11-23T13:00:00Z"}`, time.Time{}, now.Add(time.Hour)},
+		{"jti unix expires_at", `{"jti":"t1","expires_at":1795442400}`, time.Time{}, time.Unix(1795442400, 0)},
+		{"sub logout", `{"sub":"alice"}`, now, now.Add(L)},
+		{"sub logout explicit issued_before", `{"sub":"alice","issued_before":"2026-11-23T11:00:00Z"}`, now.Add(-time.Hour), now.Add(L - time.Hour)},
+		{"ban until lifted", `{"sub":"alice","ban":true}`, time.Time{}, time.Time{}},
+		{"ban with expiry", `{"sub":"alice","ban":true,"expires_at":"2026-12-01T00:00:00Z"}`, time.Time{}, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)},
+		{"kid ignores iat", `{"kid":"k1"}`, time.Time{}, time.Time{}},
+		{"kid with issued_before", `{"kid":"k1","issued_before":"2026-11-23T10:00:00Z"}`, now.Add(-2 * time.Hour), now.Add(L - 2*time.Hour)},
+		{"tenant logout", `{"iss":"https://idp","claims":{"tenant":"acme"}}`, now, now.Add(L)},
+		{"jti and sub", `{"jti":"t1","sub":"alice"}`, time.Time{}, now.Add(L)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := prepared(t, tc.body)
+			if !r.IssuedBefore.Time.Equal(tc.issuedBefore) {
+				t.Errorf("issued_before = %v, want %v", r.IssuedBefore, tc.issuedBefore)
+			}
+			if !r.ExpiresAt.Time.Equal(tc.expiresAt) {
+				t.Errorf("expires_at = %v, want %v", r.ExpiresAt, tc.expiresAt)
+			}
+			if !r.RevokedAt.Time.Equal(now) {
+				t.Errorf("revoked_at = %v, want %v", r.RevokedAt, now)
+			}
+			if !ValidKey(r.Key) {
+				t.Errorf("key %q is not valid", r.Key)
+			}
+		})
+	}
+}
+
+func TestPrepareMaxExpiry(t *testing.T) {
+	r, err := DecodeRevocation([]byte(`{"jti":"t","expires_at":"2030-01-01T00:00:00Z"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Policy{MaxExpiry: 365 * 24 * time.Hour}.Prepare(&r, now)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "expires_at" {
+		t.Fatalf("err = %v, want a FieldError on expires_at", err)
+	}
+}
+
+func TestExpired(t *testing.T) {
+	r := prepared(t, `{"jti":"t","expires_at":"2026-11-23T12:30:00Z"}`)
+	if r.Expired(now, 0) {
+		t.Error("expired too early")
+	}
+	if !r.Expired(now.Add(30*time.Minute), 0) {
+		t.Error("not expired at expires_at")
+	}
+	if r.Expired(now.Add(30*time.Minute), time.Minute) {
+		t.Error("leeway ignored")
+	}
+	ban := prepared(t, `{"sub":"a","ban":true}`)
+	if ban.Expired(now.Add(100*365*24*time.Hour), 0) {
+		t.Error("a ban without expires_at expired")
+	}
+}
+
+func TestKeyIsDeterministicAndDistinguishesMatchers(t *testing.T) {
+	same := [][2]string{
+		{`{"sub":"alice"}`, `{"sub":"alice","issued_before":"2026-11-20T00:00:00Z","reason":"again"}`},
+		{`{"claims":{"tenant":"acme","plan":"pro"}}`, `{"claims":{"plan":"pro","tenant":"acme"}}`},
+		{`{"claims":{"level":3}}`, `{"claims":{"level":3.0}}`},
+		{`{"jti":"a"}`, `{"jti":"a","expires_at":1900000000}`},
+	}
+	for _, pair := range same {
+		a, b := prepared(t, pair[0]), prepared(t, pair[1])
+		if a.Key != b.Key {
+			t.Errorf("keys differ for %s and %s", pair[0], pair[1])
+		}
+	}
+	distinct := []string{
+		`{"jti":"a"}`, `{"jti":"b"}`, `{"sub":"a"}`, `{"kid":"a"}`, `{"sub":"a","ban":true}`,
+		`{"sub":"a","iss":"x"}`, `{"iss":"x","claims":{"a":"b"}}`, `{"claims":{"a":"b"}}`,
+		`{"claims":{"a":true}}`, `{"claims":{"a":"true"}}`, `{"claims":{"a":1}}`, `{"claims":{"a":"1"}}`,
+		`{"jti":"ab","sub":"c"}`, `{"jti":"a","sub":"bc"}`,
+	}
+	seen := map[string]string{}
+	for _, body := range distinct {
+		k := prepared(t, body).Key
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s share key %s", body, other, k)
+		}
+		seen[k] = body
+	}
+}
+
+func TestRevocationJSONRoundTrip(t *testing.T) {
+	r := prepared(t, `{"sub":"alice","iss":"https://idp","claims":{"tenant":"acme","n":2,"b":false},"reason":"laptop stolen"}`)
+	r.Seq, r.ID, r.Actor = 7, "1-7", "ops"
+	data, err := json.Marshal(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(string(data), "\r\n") {
+		t.Fatalf("JSON spans lines: %s", data)
+	}
+	var back Revocation
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Key != r.Key || back.Seq != 7 || back.ID != "1-7" || back.Actor != "ops" ||
+		!back.IssuedBefore.Equal(r.IssuedBefore.Time) || !back.ExpiresAt.Equal(r.ExpiresAt.Time) ||
+		back.ComputeKey() != r.Key {
+		t.Fatalf("round trip changed the revocation:\n%+v\n%+v", r, back)
+	}
+	for _, absent := range []string{"ban", "jti", "kid"} {
+		if strings.Contains(string(data), `"`+absent+`"`) {
+			t.Errorf("unset field %q encoded: %s", absent, data)
+		}
+	}
+}
+
+func TestDecodeRequest(t *testing.T) {
+	t.Run("single", func(t *testing.T) {
+		revs, batch, err := DecodeRequest([]byte(`{"jti":"a"}`), 10)
+		if err != nil || batch || len(revs) != 1 || revs[0].JTI != "a" {
+			t.Fatalf("got %v %v %v", revs, batch, err)
+		}
+	})
+	t.Run("batch", func(t *testing.T) {
+		revs, batch, err := DecodeRequest([]byte(`{"revocations":[{"jti":"a"},{"sub":"b"}]}`), 10)
+		if err != nil || !batch || len(revs) != 2 || revs[1].Sub != "b" {
+			t.Fatalf("got %v %v %v", revs, batch, err)
+		}
+	})
+	errs := []struct{ name, body, field string }{
+		{"item error names index", `{"revocations":[{"jti":"a"},{"sub":1}]}`, "revocations[1].sub"},
+		{"item without matcher", `{"revocations":[{"reason":"x"}]}`, "revocations[0].jti"},
+		{"empty batch", `{"revocations":[]}`, "revocations"},
+		{"batch with extra field", `{"revocations":[{"jti":"a"}],"jti":"b"}`, "revocations"},
+		{"batch not array", `{"revocations":{"jti":"a"}}`, "revocations"},
+		{"over the limit", `{"revocations":[{"jti":"a"},{"jti":"b"},{"jti":"c"}]}`, "revocations"},
+		{"not an object", `"hello"`, ""},
+	}
+	for _, tc := range errs {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := DecodeRequest([]byte(tc.body), 2)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field {
+				t.Fatalf("err = %v, want field %q", err, tc.field)
+			}
+		})
+	}
+}
+
+func FuzzDecodeRevocation(f *testing.F) {
+	for _, seed := range []string{
+		`{"jti":"a"}`, `{"sub":"alice","ban":true}`, `{"iss":"i","claims":{"t":"a","n":1.5,"b":true}}`,
+		`{"kid":"k","issued_before":"2026-01-01T00:00:00Z","expires_at":1900000000.5}`,
+		`{"jti":"a","extra":1}`, `{"revocations":[{"jti":"a"}]}`, `{"claims":{"\u0000":"\n"}}`,
+		`{"jti":"a","expires_at":"2026-01-01T00:00:00.123456789+02:00"}`, `null`, `{"jti":null}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeRevocation(data)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) || fe.Problem == "" {
+				t.Fatalf("error %v (%T) is not a FieldError", err, err)
+			}
+			return
+		}
+		if err := (Policy{MaxExpiry: 366 * 24 * time.Hour}).Prepare(&r, now); err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Prepare error %v is not a FieldError", err)
+			}
+			return
+		}
+		if !ValidKey(r.Key) || r.Key != r.ComputeKey() {
+			t.Fatalf("bad key %q", r.Key)
+		}
+		// What the server stores must decode again to the same revocation,
+		// on one line, so that it fits one SSE data line.
+		out, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		if strings.ContainsAny(string(out), "\r\n\x00") {
+			t.Fatalf("encoded revocation spans lines: %q", out)
+		}
+		var back Revocation
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("unmarshal own output %s: %v", out, err)
+		}
+		if back.ComputeKey() != r.Key {
+			t.Fatalf("key changed through JSON: %s", out)
+		}
+	})
+}
