@@ -1,0 +1,475 @@
+package broadcaster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+	"unicode"
+
+	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
+)
+
+// applyWait bounds how long a write waits for this node's mirror to show it
+// after the log acknowledged it. The write is durable either way.
+const applyWait = 2 * time.Second
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 200
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/revocations", s.handlePost)
+	mux.HandleFunc("GET /v1/revocations", s.handleList)
+	mux.HandleFunc("GET /v1/revocations/{key}", s.handleGet)
+	mux.HandleFunc("DELETE /v1/revocations/{key}", s.handleLift)
+	mux.HandleFunc("GET /v1/events", s.handleEvents)
+	mux.HandleFunc("OPTIONS /v1/events", s.handleEventsPreflight)
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	return s.recoverPanics(mux)
+}
+
+// apiError is the body of every error answer: a short message for the
+// client, and the field at fault when there is one.
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg, field string) {
+	writeJSON(w, status, apiError{Error: msg, Field: field})
+}
+
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	s.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status,
+		"reason", reason, "field", field, "remote", r.RemoteAddr)
+	writeError(w, status, msg, field)
+}
+
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Warn("write not acknowledged", "path", r.URL.Path, "err", err, "remote", r.RemoteAddr)
+	s.metrics.rejected.WithLabelValues("unavailable").Inc()
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable,
+		"the revocation log did not acknowledge the write in time; retry with the same Idempotency-Key", "")
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error", "")
+}
+
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeError(w, http.StatusInternalServerError, "internal error", "")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// actor names who posted a revocation. Without credentials configured every
+// caller is the same anonymous operator.
+func actor(r *http.Request) string {
+	if a, ok := r.Context().Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return "anonymous"
+}
+
+type actorKey struct{}
+
+// idempotencyKey reads the Idempotency-Key header. The stored message ID is
+// scoped to the actor so that two clients cannot collide on a key.
+func idempotencyKey(r *http.Request) (string, bool) {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return "", true
+	}
+	if len(k) > maxIdempotencyKey {
+		return "", false
+	}
+	for _, c := range k {
+		if c > unicode.MaxASCII || !unicode.IsPrint(c) {
+			return "", false
+		}
+	}
+	return actor(r) + "/" + k, true
+}
+
+// result is one revocation in an answer to a write.
+type result struct {
+	events.Revocation
+	// Status is created, duplicate (an earlier request with the same
+	// Idempotency-Key stored it), expired (not published: it had already
+	// expired) or failed.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+type batchAnswer struct {
+	Revocations []result `json:"revocations"`
+	Created     int      `json:"created"`
+	Duplicates  int      `json:"duplicates"`
+	Expired     int      `json:"expired"`
+	Failed      int      `json:"failed"`
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.reject(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
+				"body larger than "+strconv.FormatInt(s.cfg.MaxBodyBytes, 10)+" bytes; split it into batches", "")
+			return nil, false
+		}
+		s.reject(w, r, http.StatusBadRequest, "bad_body", "cannot read body", "")
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) handlePost(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	idem, ok := idempotencyKey(r)
+	if !ok {
+		s.reject(w, r, http.StatusBadRequest, "invalid", "Idempotency-Key must be 1 to 200 printable ASCII characters", "Idempotency-Key")
+		return
+	}
+	revs, batch, err := events.DecodeRequest(body, s.cfg.MaxBatch)
+	if err != nil {
+		s.rejectInvalid(w, r, err)
+		return
+	}
+	now := time.Now()
+	who := actor(r)
+	for i := range revs {
+		revs[i].Actor = who
+		if err := s.policy.Prepare(&revs[i], now); err != nil {
+			var fe *events.FieldError
+			if batch && errors.As(err, &fe) {
+				err = fe.WithPrefix("revocations[" + strconv.Itoa(i) + "]")
+			}
+			s.rejectInvalid(w, r, err)
+			return
+		}
+	}
+	if batch {
+		s.postBatch(w, r, revs, idem, start)
+		return
+	}
+	s.postOne(w, r, &revs[0], idem, start)
+}
+
+func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *events.FieldError
+	if errors.As(err, &fe) {
+		s.reject(w, r, http.StatusBadRequest, "invalid", fe.Error(), fe.Field)
+		return
+	}
+	s.reject(w, r, http.StatusBadRequest, "invalid", err.Error(), "")
+}
+
+func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, idem string, start time.Time) {
+	if rev.Expired(time.Now(), 0) {
+		s.log.Info("revocation already expired, not published", "key", rev.Key, "actor", rev.Actor)
+		writeJSON(w, http.StatusOK, result{Revocation: *rev, Status: "expired"})
+		return
+	}
+	msgID := idem
+	if msgID == "" {
+		msgID = natslog.NewIdempotencyKey()
+	}
+	p, err := s.store.Publish(r.Context(), rev, msgID)
+	if err != nil {
+		s.writeFailed(w, r, err)
+		return
+	}
+	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
+	status, code := "created", http.StatusCreated
+	if p.Duplicate {
+		status, code = "duplicate", http.StatusOK
+		if orig, err := s.store.GetSeq(r.Context(), p.Seq); err == nil && orig.Revocation != nil {
+			if orig.Revocation.Key != rev.Key {
+				s.reject(w, r, http.StatusConflict, "idempotency_conflict",
+					"Idempotency-Key was already used for a different revocation", "Idempotency-Key")
+				return
+			}
+			rev = orig.Revocation
+		}
+	} else {
+		s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
+		s.audit(r, "revoked", rev.Key, rev.Reason, p.Seq)
+	}
+	rev.Seq = p.Seq
+	rev.ID = events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String()
+	s.waitApplied(r.Context(), p.Seq)
+	w.Header().Set("Location", "/v1/revocations/"+rev.Key)
+	writeJSON(w, code, result{Revocation: *rev, Status: status})
+}
+
+func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, natslog.ErrUnavailable) || errors.Is(err, natslog.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+		s.unavailable(w, r, err)
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the client left; nothing to answer
+	}
+	s.internalError(w, r, err)
+}
+
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, idem string, start time.Time) {
+	answer := batchAnswer{Revocations: make([]result, len(revs))}
+	items := make([]natslog.Item, 0, len(revs))
+	index := make([]int, 0, len(revs))
+	now := time.Now()
+	for i := range revs {
+		answer.Revocations[i].Revocation = revs[i]
+		if revs[i].Expired(now, 0) {
+			answer.Revocations[i].Status = "expired"
+			answer.Expired++
+			continue
+		}
+		msgID := natslog.NewIdempotencyKey()
+		if idem != "" {
+			msgID = idem + "/" + strconv.Itoa(i)
+		}
+		items = append(items, natslog.Item{Revocation: &revs[i], IdemKey: msgID})
+		index = append(index, i)
+	}
+	var maxSeq uint64
+	epoch := s.store.Epoch()
+	for j, res := range s.store.PublishBatch(r.Context(), items) {
+		out := &answer.Revocations[index[j]]
+		if res.Err != nil {
+			out.Status, out.Error = "failed", "not acknowledged by the revocation log; retry with the same Idempotency-Key"
+			answer.Failed++
+			s.log.Warn("batch item not acknowledged", "key", out.Key, "err", res.Err)
+			continue
+		}
+		out.Seq = res.Seq
+		out.ID = events.EventID{Epoch: epoch, Seq: res.Seq}.String()
+		maxSeq = max(maxSeq, res.Seq)
+		if res.Duplicate {
+			out.Status = "duplicate"
+			answer.Duplicates++
+			continue
+		}
+		out.Status = "created"
+		answer.Created++
+		s.audit(r, "revoked", out.Key, out.Reason, res.Seq)
+	}
+	s.metrics.published.WithLabelValues(events.TypeRevoke).Add(float64(answer.Created))
+	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
+	if maxSeq > 0 {
+		s.waitApplied(r.Context(), maxSeq)
+	}
+	if answer.Failed > 0 {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, answer)
+		return
+	}
+	writeJSON(w, http.StatusCreated, answer)
+}
+
+func (s *Server) audit(r *http.Request, action, key, reason string, seq uint64) {
+	s.log.Info(action, "audit", true, "actor", actor(r), "key", key, "reason", reason,
+		"seq", seq, "remote", r.RemoteAddr)
+}
+
+// waitApplied lets a writer's answer imply that this node's subscribers and
+// listings have the event.
+func (s *Server) waitApplied(ctx context.Context, seq uint64) {
+	ctx, cancel := context.WithTimeout(ctx, applyWait)
+	defer cancel()
+	if err := s.hub.WaitApplied(ctx, seq); err != nil && ctx.Err() == context.DeadlineExceeded {
+		s.log.Warn("acknowledged write not yet fanned out", "seq", seq)
+	}
+}
+
+type liftAnswer struct {
+	Key    string `json:"key"`
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Status string `json:"status"` // lifted or duplicate
+}
+
+func (s *Server) handleLift(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if !events.ValidKey(key) {
+		s.reject(w, r, http.StatusBadRequest, "invalid", "key: must be the 32 hex digits returned when the revocation was created", "key")
+		return
+	}
+	idem, ok := idempotencyKey(r)
+	if !ok {
+		s.reject(w, r, http.StatusBadRequest, "invalid", "Idempotency-Key must be 1 to 200 printable ASCII characters", "Idempotency-Key")
+		return
+	}
+	reason := r.URL.Query().Get("reason")
+	if len(reason) > events.MaxReasonLength {
+		s.reject(w, r, http.StatusBadRequest, "invalid", "reason: too long", "reason")
+		return
+	}
+	p, err := s.store.Lift(r.Context(), key, actor(r), reason, idem)
+	if errors.Is(err, natslog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")
+		return
+	}
+	if err != nil {
+		s.writeFailed(w, r, err)
+		return
+	}
+	status := "lifted"
+	if p.Duplicate {
+		status = "duplicate"
+	} else {
+		s.metrics.published.WithLabelValues(events.TypeLift).Inc()
+		s.audit(r, "lifted", key, reason, p.Seq)
+	}
+	s.waitApplied(r.Context(), p.Seq)
+	writeJSON(w, http.StatusOK, liftAnswer{Key: key, ID: events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String(), Seq: p.Seq, Status: status})
+}
+
+type listAnswer struct {
+	Revocations []json.RawMessage `json:"revocations"`
+	// Next is the cursor for the following page (the after parameter);
+	// absent on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := DefaultListLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxListLimit {
+			s.reject(w, r, http.StatusBadRequest, "invalid", "limit: must be 1 to "+strconv.Itoa(MaxListLimit), "limit")
+			return
+		}
+		limit = n
+	}
+	var after uint64
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.reject(w, r, http.StatusBadRequest, "invalid", "after: must be the next cursor of a previous page", "after")
+			return
+		}
+		after = n
+	}
+	type filter struct {
+		name, value string
+		needle      []byte
+	}
+	var filters []filter
+	for _, name := range []string{"jti", "sub", "iss", "kid"} {
+		v := q.Get(name)
+		if v == "" {
+			continue
+		}
+		if len(v) > events.MaxValueLength {
+			s.reject(w, r, http.StatusBadRequest, "invalid", name+": too long", name)
+			return
+		}
+		enc, _ := json.Marshal(v)
+		filters = append(filters, filter{name, v, append([]byte(`"`+name+`":`), enc...)})
+	}
+	answer := listAnswer{Revocations: []json.RawMessage{}}
+	var lastSeq uint64
+	more := false
+	s.hub.Revocations(after, func(seq uint64, data []byte) bool {
+		for _, f := range filters {
+			// cheap test on the encoded form first; decode only candidates
+			if !bytes.Contains(data, f.needle) {
+				return true
+			}
+		}
+		if len(filters) > 0 {
+			var rev events.Revocation
+			if json.Unmarshal(data, &rev) != nil {
+				return true
+			}
+			for _, f := range filters {
+				got := map[string]string{"jti": rev.JTI, "sub": rev.Sub, "iss": rev.Iss, "kid": rev.Kid}[f.name]
+				if got != f.value {
+					return true
+				}
+			}
+		}
+		if len(answer.Revocations) == limit {
+			more = true
+			return false
+		}
+		answer.Revocations = append(answer.Revocations, slices.Clone(data))
+		lastSeq = seq
+		return true
+	})
+	if more {
+		answer.Next = strconv.FormatUint(lastSeq, 10)
+	}
+	writeJSON(w, http.StatusOK, answer)
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if !events.ValidKey(key) {
+		s.reject(w, r, http.StatusBadRequest, "invalid", "key: must be the 32 hex digits returned when the revocation was created", "key")
+		return
+	}
+	data, ok := s.hub.Get(key)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(data, '\n'))
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.hub.Ready():
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "catching up with the revocation log"})
+		return
+	}
+	if !s.store.Healthy() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "revocation log unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "head": s.hub.HeadID()})
+}

@@ -1,0 +1,78 @@
+package broadcaster
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/revocast/revocast/internal/hub"
+)
+
+// metrics live in a registry of the server's own, so that several servers in
+// one process (tests) never collide and nothing global is touched.
+type metrics struct {
+	registry       *prometheus.Registry
+	published      *prometheus.CounterVec
+	publishLatency prometheus.Histogram
+	replays        prometheus.Counter
+	resets         prometheus.Counter
+	rejected       *prometheus.CounterVec
+}
+
+func newMetrics(h *hub.Hub) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		registry: reg,
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "events_published_total",
+			Help: "Revocations and lifts acknowledged by the log (retries with a known idempotency key excluded).",
+		}, []string{"type"}),
+		publishLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "publish_duration_seconds",
+			Help:    "Time from receiving a write to its JetStream acknowledgement.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "replays_total",
+			Help: "Subscriptions that resumed from a Last-Event-ID.",
+		}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "resets_total",
+			Help: "Subscriptions told to reset because their Last-Event-ID could not be honoured.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "requests_rejected_total",
+			Help: "Requests refused, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.published, m.publishLatency, m.replays, m.resets, m.rejected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "subscribers",
+			Help: "Connected SSE subscribers.",
+		}, func() float64 { return float64(h.Stats().Subscribers) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "slow_subscriber_disconnects_total",
+			Help: "Subscribers disconnected because their buffer was full.",
+		}, func() float64 { return float64(h.Stats().SlowDisconnects) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "live_entries",
+			Help: "Live revocations and lifts held in the in-memory mirror.",
+		}, func() float64 { return float64(h.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "head_sequence",
+			Help: "Stream sequence of the last event fanned out.",
+		}, func() float64 { return float64(h.Head()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for _, t := range []string{"revoke", "lift"} {
+		m.published.WithLabelValues(t)
+	}
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}

@@ -1,0 +1,245 @@
+package broadcaster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/revocast/revocast/internal/hub"
+	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/sse"
+)
+
+const (
+	// replayBatch is how many frames one Next call hands out.
+	replayBatch = 256
+	// replayFlushBytes is how much replayed history is written at once:
+	// large enough for few system calls, small enough that thousands of
+	// subscribers catching up together do not hold much memory.
+	replayFlushBytes = 32 << 10
+)
+
+var resetData = []byte("{}")
+
+// resumeMode is where a subscriber starts.
+type resumeMode int
+
+const (
+	fromStart resumeMode = iota // no Last-Event-ID: the whole live state
+	fromID                      // after a given event
+	liveOnly                    // last_event_id=now
+)
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	raw, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if raw == "" {
+		raw, field = r.URL.Query().Get("last_event_id"), "last_event_id"
+	}
+	mode := fromStart
+	var id events.EventID
+	switch raw {
+	case "":
+	case "now":
+		mode = liveOnly
+	default:
+		var err error
+		if id, err = events.ParseEventID(raw); err != nil {
+			s.reject(w, r, http.StatusBadRequest, "invalid", field+": malformed event ID: want <epoch>-<seq> (as sent in id:) or now", field)
+			return
+		}
+		mode = fromID
+	}
+
+	// Streams end when the client leaves or the server shuts down.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.streams, cancel)
+	defer stop()
+
+	// EventSource gives up for good on a 5xx, so while the log is still
+	// being read the request waits instead of failing.
+	select {
+	case <-s.hub.Ready():
+	case <-ctx.Done():
+		return
+	}
+
+	var after uint64
+	reset := false
+	if mode == fromID {
+		var err error
+		if after, err = s.resumePoint(ctx, id); err != nil {
+			reset = true
+		}
+	}
+
+	var opts []sse.StreamOption
+	opts = append(opts, sse.WithRetry(s.cfg.Retry), sse.WithWriteTimeout(s.cfg.WriteTimeout))
+	if origin := s.allowedOrigin(r); origin != "" {
+		opts = append(opts, sse.WithStreamHeader("Access-Control-Allow-Origin", origin), sse.WithStreamHeader("Vary", "Origin"))
+	}
+	st, err := sse.Start(w, r, opts...)
+	if err != nil {
+		s.log.Debug("cannot start stream", "err", err)
+		return
+	}
+	switch {
+	case reset:
+		s.metrics.resets.Inc()
+		s.log.Debug("subscriber reset", "last_event_id", raw, "remote", r.RemoteAddr)
+		if err := st.Send(sse.Event{Type: events.TypeReset, Data: resetData}); err != nil {
+			return
+		}
+	case mode == fromID:
+		s.metrics.replays.Inc()
+	}
+
+	var sub *hub.Subscription
+	if mode == liveOnly {
+		sub = s.hub.SubscribeAtHead()
+	} else {
+		sub = s.hub.Subscribe(after)
+	}
+	defer sub.Close()
+	err = s.pump(ctx, st, sub)
+	// net/http cancels the request context when a write fails, so look at
+	// the error before the context.
+	switch {
+	case errors.Is(err, errSlow):
+		s.log.Info("subscriber disconnected: it fell too far behind (it resumes with its Last-Event-ID)", "remote", r.RemoteAddr)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.hub.NoteSlow()
+		s.log.Info("subscriber disconnected: a write timed out (it resumes with its Last-Event-ID)", "remote", r.RemoteAddr)
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Debug("stream ended", "err", err, "remote", r.RemoteAddr)
+	}
+}
+
+var errSlow = errors.New("subscriber dropped by the hub")
+
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, replayFlushBytes+4096); return &b }}
+
+// pump sends the subscriber everything after its cursor, then synced, then
+// each new event as it is applied, with a heartbeat when idle. History and
+// live events come through the same cursor, so none is lost or sent twice.
+func (s *Server) pump(ctx context.Context, st *sse.Stream, sub *hub.Subscription) error {
+	heartbeat := time.NewTimer(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	var batch [][]byte
+	synced := false
+	for {
+		for {
+			var caughtUp bool
+			batch, caughtUp = sub.Next(batch[:0], replayBatch)
+			if len(batch) > 0 {
+				if err := writeFrames(st, batch); err != nil {
+					return err
+				}
+				heartbeat.Reset(s.cfg.Heartbeat)
+			}
+			if caughtUp {
+				break
+			}
+		}
+		if !synced {
+			synced = true
+			data, _ := json.Marshal(events.Synced{Head: events.EventID{Epoch: s.hub.Epoch(), Seq: sub.Cursor()}.String()})
+			if err := st.Send(sse.Event{Type: events.TypeSynced, Data: data}); err != nil {
+				return err
+			}
+			batch = nil // an idle subscriber keeps no batch
+		}
+		select {
+		case <-sub.Wake():
+		case <-sub.Done():
+			return errSlow
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-heartbeat.C:
+			if err := st.Comment("ping"); err != nil {
+				return err
+			}
+			heartbeat.Reset(s.cfg.Heartbeat)
+		}
+	}
+}
+
+// writeFrames writes frames in as few writes as a pooled buffer allows.
+func writeFrames(st *sse.Stream, frames [][]byte) error {
+	if len(frames) == 1 {
+		return st.SendRaw(frames[0])
+	}
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	buf := (*bp)[:0]
+	for _, f := range frames {
+		buf = append(buf, f...)
+		if len(buf) >= replayFlushBytes {
+			if err := st.SendRaw(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	*bp = buf
+	if len(buf) == 0 {
+		return nil
+	}
+	return st.SendRaw(buf)
+}
+
+// resumePoint maps a client's Last-Event-ID to the sequence to replay after.
+// An ID a little ahead of this node (the client came from a node that was
+// further along) is waited for; anything else unknown is an error: the
+// client gets a reset.
+func (s *Server) resumePoint(ctx context.Context, id events.EventID) (uint64, error) {
+	after, err := s.hub.Resume(id)
+	if err == nil || id.Epoch != s.hub.Epoch() {
+		return after, err
+	}
+	st, serr := s.store.State(ctx)
+	if serr != nil || id.Seq > st.LastSeq {
+		return 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, DefaultResumeWait)
+	defer cancel()
+	if s.hub.WaitApplied(wctx, id.Seq) != nil {
+		return 0, err
+	}
+	return s.hub.Resume(id)
+}
+
+func (s *Server) allowedOrigin(r *http.Request) string {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(s.cfg.CORSOrigins) == 0 {
+		return ""
+	}
+	if slices.Contains(s.cfg.CORSOrigins, "*") {
+		return "*"
+	}
+	if slices.Contains(s.cfg.CORSOrigins, origin) {
+		return origin
+	}
+	return ""
+}
+
+func (s *Server) handleEventsPreflight(w http.ResponseWriter, r *http.Request) {
+	origin := s.allowedOrigin(r)
+	if origin == "" {
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Vary", "Origin")
+	h.Set("Access-Control-Allow-Methods", "GET")
+	h.Set("Access-Control-Allow-Headers", "Last-Event-ID, Authorization, Cache-Control")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,283 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/sse"
+)
+
+func revoke(seq uint64, key string) Event {
+	return Event{Seq: seq, Type: events.TypeRevoke, Key: key, Revocation: &events.Revocation{Key: key, JTI: "jti-" + key}}
+}
+
+// seqsOf decodes frames and returns their event sequences.
+func seqsOf(t *testing.T, frames [][]byte) []uint64 {
+	t.Helper()
+	var out []uint64
+	for _, f := range frames {
+		ev, err := sse.NewDecoder(bytes.NewReader(f)).Next()
+		if err != nil {
+			t.Fatalf("frame %q: %v", f, err)
+		}
+		id, err := events.ParseEventID(ev.ID)
+		if err != nil {
+			t.Fatalf("frame id %q: %v", ev.ID, err)
+		}
+		out = append(out, id.Seq)
+	}
+	return out
+}
+
+func TestReplayHoldsOnlyTheLiveState(t *testing.T) {
+	h := New(7)
+	for i, key := range []string{"a", "b", "a", "c"} {
+		if err := h.Apply(revoke(uint64(i+1), key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Apply(Event{Seq: 5, Type: events.TypeLift, Key: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	frames, last := h.Replay(nil, 0, 100)
+	if got := seqsOf(t, frames); fmt.Sprint(got) != "[3 4 5]" || last != 5 {
+		t.Fatalf("replay from 0 = %v (last %d), want [3 4 5]", got, last)
+	}
+	frames, _ = h.Replay(nil, 3, 100)
+	if got := seqsOf(t, frames); fmt.Sprint(got) != "[4 5]" {
+		t.Fatalf("replay after 3 = %v", got)
+	}
+	frames, last = h.Replay(nil, 0, 1)
+	if got := seqsOf(t, frames); fmt.Sprint(got) != "[3]" || last != 3 {
+		t.Fatalf("replay limit 1 = %v, last %d", got, last)
+	}
+	if !bytes.Contains(frames[0], []byte("id: 7-3\nevent: revoke\ndata: {")) {
+		t.Fatalf("frame %q", frames[0])
+	}
+	// an event at or below the head (a consumer restart) is ignored
+	if err := h.Apply(revoke(2, "z")); err != nil || h.Head() != 5 || h.Len() != 3 {
+		t.Fatalf("old event applied: head %d len %d", h.Head(), h.Len())
+	}
+}
+
+func TestSweepForgetsExpired(t *testing.T) {
+	h := New(1)
+	ev := revoke(1, "a")
+	ev.Expires = time.Now().Add(-time.Second)
+	h.Apply(ev)
+	h.Apply(revoke(2, "b"))
+	if frames, _ := h.Replay(nil, 0, 10); len(frames) != 1 {
+		t.Fatalf("expired entry replayed: %d frames", len(frames))
+	}
+	if n := h.Sweep(time.Now()); n != 1 || h.Len() != 1 {
+		t.Fatalf("Sweep = %d, Len = %d", n, h.Len())
+	}
+	if _, ok := h.Get("a"); ok {
+		t.Fatal("expired entry still readable")
+	}
+}
+
+// TestCursorUnderLoad checks the invariant the SSE handler relies on: a
+// subscription's Next gives every event exactly once and in order, history
+// first, while events keep being applied concurrently.
+func TestCursorUnderLoad(t *testing.T) {
+	const total = 20000
+	h := New(1, WithMaxLag(total))
+	for i := 1; i <= 1000; i++ {
+		h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+	}
+	sub := h.Subscribe(0)
+	defer sub.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1001; i <= total; i++ {
+			h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+		}
+	}()
+	var got [][]byte
+	deadline := time.After(20 * time.Second)
+	for len(got) < total {
+		batch, caughtUp := sub.Next(nil, 64)
+		got = append(got, batch...)
+		if caughtUp && len(got) < total {
+			select {
+			case <-sub.Wake():
+			case <-deadline:
+				t.Fatalf("received %d of %d events", len(got), total)
+			}
+		}
+	}
+	wg.Wait()
+	for i, seq := range seqsOf(t, got) {
+		if seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d: lost or duplicated", i, seq)
+		}
+	}
+	if _, caughtUp := sub.Next(nil, 64); !caughtUp || sub.Cursor() != total {
+		t.Fatalf("cursor %d after everything", sub.Cursor())
+	}
+}
+
+func TestSubscribeAtHead(t *testing.T) {
+	h := New(1)
+	h.Apply(revoke(1, "a"))
+	sub := h.SubscribeAtHead()
+	defer sub.Close()
+	if frames, caughtUp := sub.Next(nil, 10); len(frames) != 0 || !caughtUp {
+		t.Fatalf("history sent to a live-only subscriber: %d frames", len(frames))
+	}
+	h.Apply(revoke(2, "b"))
+	<-sub.Wake()
+	if frames, _ := sub.Next(nil, 10); fmt.Sprint(seqsOf(t, frames)) != "[2]" {
+		t.Fatalf("live frames %v", seqsOf(t, frames))
+	}
+}
+
+func TestLaggingSubscriberIsDroppedOthersContinue(t *testing.T) {
+	h := New(1, WithMaxLag(4))
+	slow := h.Subscribe(0)
+	fast := h.Subscribe(0)
+	for i := 1; i <= 10; i++ {
+		h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+		frames, _ := fast.Next(nil, 10)
+		if len(frames) != 1 {
+			t.Fatalf("fast subscriber got %d frames for event %d", len(frames), i)
+		}
+	}
+	select {
+	case <-slow.Done():
+	default:
+		t.Fatal("a subscriber 10 events behind with max lag 4 was not dropped")
+	}
+	select {
+	case <-fast.Done():
+		t.Fatal("the fast subscriber was dropped")
+	default:
+	}
+	if st := h.Stats(); st.SlowDisconnects != 1 || st.Subscribers != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	fast.Close()
+	fast.Close() // idempotent
+	if h.Stats().Subscribers != 0 {
+		t.Fatal("subscriber count not back to 0")
+	}
+}
+
+func TestResume(t *testing.T) {
+	h := New(9)
+	h.Apply(revoke(3, "a"))
+	tests := []struct {
+		id      events.EventID
+		want    uint64
+		wantErr bool
+	}{
+		{events.EventID{Epoch: 9, Seq: 3}, 3, false},
+		{events.EventID{Epoch: 9, Seq: 1}, 1, false},
+		{events.EventID{Epoch: 9, Seq: 4}, 0, true},
+		{events.EventID{Epoch: 8, Seq: 1}, 0, true},
+	}
+	for _, tc := range tests {
+		got, err := h.Resume(tc.id)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("Resume(%v) = %d, %v", tc.id, got, err)
+		}
+	}
+}
+
+func TestResetDropsSubscribers(t *testing.T) {
+	h := New(1)
+	h.Apply(revoke(1, "a"))
+	sub := h.Subscribe(1)
+	h.Reset(2)
+	select {
+	case <-sub.Done():
+	default:
+		t.Fatal("subscription open after reset")
+	}
+	if h.Epoch() != 2 || h.Head() != 0 || h.Len() != 0 {
+		t.Fatal("state kept across reset")
+	}
+}
+
+func TestWaitApplied(t *testing.T) {
+	h := New(1)
+	done := make(chan error, 1)
+	go func() { done <- h.WaitApplied(context.Background(), 2) }()
+	h.Apply(revoke(1, "a"))
+	h.Apply(revoke(2, "b"))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitApplied did not return")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.WaitApplied(ctx, 99); err == nil {
+		t.Fatal("WaitApplied ignored its context")
+	}
+}
+
+func TestRevocationsListsInChunks(t *testing.T) {
+	h := New(1)
+	for i := 1; i <= 10000; i++ {
+		h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+	}
+	h.Apply(Event{Seq: 10001, Type: events.TypeLift, Key: "5"})
+	var seqs []uint64
+	h.Revocations(0, func(seq uint64, data []byte) bool {
+		seqs = append(seqs, seq)
+		return true
+	})
+	if len(seqs) != 9999 || seqs[0] != 1 || seqs[4] != 6 {
+		t.Fatalf("listed %d revocations starting %v", len(seqs), seqs[:5])
+	}
+}
+
+// BenchmarkFanOut measures Apply with n subscribers that each read every
+// event through their cursor.
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{1, 100, 1000, 10000} {
+		b.Run(strconv.Itoa(n)+"subscribers", func(b *testing.B) {
+			h := New(1, WithMaxLag(1<<62))
+			var wg sync.WaitGroup
+			for range n {
+				sub := h.Subscribe(0)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var batch [][]byte
+					for {
+						select {
+						case <-sub.Wake():
+							batch, _ = sub.Next(batch[:0], 256)
+						case <-sub.Done():
+							return
+						}
+					}
+				}()
+			}
+			ev := revoke(0, "k")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ev.Seq = uint64(i + 1)
+				h.Apply(ev)
+			}
+			b.StopTimer()
+			h.Reset(2)
+			wg.Wait()
+		})
+	}
+}

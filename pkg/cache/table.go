@@ -1,0 +1,149 @@
+package cache
+
+import "math/bits"
+
+// table is an open-addressing hash table with linear probing and
+// backward-shift deletion (no tombstones), for the Denylist's fingerprint
+// index and lift index.
+//
+// Why not a Go map: at a million entries Go's maps sit near half load (each
+// 1024-slot group doubles when 7/8 full, and with uniform hashes they all
+// fill at once), which would cost ~90 bytes per spilled revocation for the
+// two indexes instead of ~65. These tables grow by 1.5× at 80 % load, so
+// they stay between 53 % and 80 % full, where a miss still looks at about
+// two or three slots (one or two cache lines).
+//
+// Slots are addressed by multiply-shift ("fastrange") on the id with its low
+// tagBits bits cleared, so the size need not be a power of two and slots
+// whose ids differ only in those bits share a probe run. Ids are uniform
+// 64-bit hashes; id 0 marks an empty slot.
+type table[S probeSlot] struct {
+	slots []S
+	n     int
+}
+
+type probeSlot interface {
+	comparable
+	id() uint64
+}
+
+const (
+	tableMinSlots = 64
+	tagBits       = 4
+	tagMask       = 1<<tagBits - 1
+)
+
+func home(id uint64, size int) int {
+	hi, _ := bits.Mul64(id&^tagMask, uint64(size))
+	return int(hi)
+}
+
+func (t *table[S]) insert(s S) {
+	if (t.n+1)*5 > len(t.slots)*4 {
+		t.resize(max(tableMinSlots, len(t.slots)*3/2))
+	}
+	i := home(s.id(), len(t.slots))
+	for t.slots[i].id() != 0 {
+		if i++; i == len(t.slots) {
+			i = 0
+		}
+	}
+	t.slots[i] = s
+	t.n++
+}
+
+// find returns the index of the first slot whose id is id, or -1.
+func (t *table[S]) find(id uint64) int {
+	if t.n == 0 {
+		return -1
+	}
+	for i := home(id, len(t.slots)); ; {
+		switch t.slots[i].id() {
+		case 0:
+			return -1
+		case id:
+			return i
+		}
+		if i++; i == len(t.slots) {
+			i = 0
+		}
+	}
+}
+
+// findSlot returns the index of a slot equal to s, or -1.
+func (t *table[S]) findSlot(s S) int {
+	if t.n == 0 {
+		return -1
+	}
+	for i := home(s.id(), len(t.slots)); ; {
+		if t.slots[i] == s {
+			return i
+		}
+		if t.slots[i].id() == 0 {
+			return -1
+		}
+		if i++; i == len(t.slots) {
+			i = 0
+		}
+	}
+}
+
+// deleteAt empties slot i and moves later members of its probe run back, so
+// that every remaining slot is still reachable from its home. Slots only
+// ever move towards lower indices (cyclically).
+func (t *table[S]) deleteAt(i int) {
+	var zero S
+	size := len(t.slots)
+	for j := i; ; {
+		if j++; j == size {
+			j = 0
+		}
+		id := t.slots[j].id()
+		if id == 0 {
+			break
+		}
+		h := home(id, size)
+		// The slot at j stays unless the hole at i lies cyclically in
+		// [h, j), i.e. unless h lies cyclically in (i, j].
+		if i <= j {
+			if i < h && h <= j {
+				continue
+			}
+		} else if i < h || h <= j {
+			continue
+		}
+		t.slots[i] = t.slots[j]
+		i = j
+	}
+	t.slots[i] = zero
+	t.n--
+}
+
+func (t *table[S]) resize(size int) {
+	old := t.slots
+	t.slots = make([]S, size)
+	t.n = 0
+	for _, s := range old {
+		if s.id() == 0 {
+			continue
+		}
+		i := home(s.id(), size)
+		for t.slots[i].id() != 0 {
+			if i++; i == size {
+				i = 0
+			}
+		}
+		t.slots[i] = s
+		t.n++
+	}
+}
+
+// shrink gives memory back after a sweep emptied most of the table.
+func (t *table[S]) shrink() {
+	switch {
+	case t.n == 0:
+		t.slots = nil
+	case len(t.slots) > tableMinSlots && t.n*8 < len(t.slots):
+		t.resize(max(tableMinSlots, t.n*2))
+	}
+}

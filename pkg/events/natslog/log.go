@@ -1,0 +1,680 @@
+package natslog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/pkg/events"
+)
+
+// Defaults for Config.
+const (
+	DefaultStreamName      = "REVOCAST"
+	DefaultSubjectPrefix   = "revocast.rev"
+	DefaultMaxAge          = 366 * 24 * time.Hour
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultPublishTimeout  = 5 * time.Second
+)
+
+// Header names on stored messages.
+const (
+	headerType = "Revocast-Type"
+	headerTTL  = jetstream.MsgTTLHeader
+)
+
+const metadataEpoch = "revocast_epoch"
+
+// Errors callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("no live revocation with this key")
+	// ErrUnavailable means the log could not acknowledge a write in time
+	// (no stream leader, NATS unreachable). Nothing acknowledged was lost; the
+	// write may or may not have been stored, so retry it with the same
+	// idempotency key.
+	ErrUnavailable = errors.New("revocation log unavailable")
+	ErrClosed      = errors.New("revocation log closed")
+)
+
+// Config says where the log lives.
+type Config struct {
+	// URLs of an external NATS deployment. Empty: run an embedded server.
+	URLs []string
+	// DataDir holds the embedded server's file store ("<DataDir>/jetstream").
+	DataDir string
+
+	// Options for an external deployment.
+	CredsFile   string // NATS credentials file (JWT + NKey seed)
+	NKeyFile    string // NKey seed file
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+
+	// Clustering of embedded servers.
+	ServerName  string   // stable and unique in a cluster; default "revocast"
+	ClusterName string   // empty: no cluster
+	ClusterAddr string   // host:port the cluster listens on
+	Routes      []string // peers, "nats://host:port"
+	Replicas    int      // stream replicas; default 1
+
+	StreamName      string
+	SubjectPrefix   string
+	MaxAge          time.Duration // safety net on the stream
+	DuplicateWindow time.Duration
+	// PublishTimeout bounds how long a write waits for its JetStream ack
+	// (including retries while the stream has no leader).
+	PublishTimeout time.Duration
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.StreamName == "" {
+		c.StreamName = DefaultStreamName
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.ServerName == "" {
+		c.ServerName = "revocast"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Log is the revocation log.
+type Log struct {
+	cfg    Config
+	log    *slog.Logger
+	ns     *server.Server // nil with an external deployment
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+
+	mu    sync.Mutex
+	epoch uint64
+}
+
+// Open starts or connects to NATS and makes sure the stream exists with the
+// right configuration. It retries stream creation until ctx ends, because in
+// a cluster the peers may still be coming up.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	cfg.setDefaults()
+	l := &Log{cfg: cfg, log: cfg.Logger}
+	var err error
+	if len(cfg.URLs) == 0 {
+		if l.ns, err = startEmbedded(&cfg); err != nil {
+			return nil, err
+		}
+		l.nc, err = nats.Connect("", nats.InProcessServer(l.ns), nats.Name("revocast-broadcaster"),
+			nats.MaxReconnects(-1))
+	} else {
+		l.nc, err = connectExternal(&cfg)
+	}
+	if err != nil {
+		l.shutdownServer()
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	if l.js, err = jetstream.New(l.nc); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := l.ensureStream(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) streamConfig(epoch uint64) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              l.cfg.StreamName,
+		Description:       "revocast: the live revocations, one subject per revocation key",
+		Subjects:          []string{l.cfg.SubjectPrefix + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: 1,
+		MaxAge:            l.cfg.MaxAge,
+		Storage:           jetstream.FileStorage,
+		Replicas:          l.cfg.Replicas,
+		Duplicates:        l.cfg.DuplicateWindow,
+		AllowMsgTTL:       true,
+		AllowDirect:       true,
+		Metadata:          map[string]string{metadataEpoch: strconv.FormatUint(epoch, 10)},
+	}
+}
+
+// ensureStream creates the stream, or updates it to our configuration while
+// keeping the epoch it was created with.
+func (l *Log) ensureStream(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := l.tryEnsureStream(ctx)
+		if err == nil {
+			return nil
+		}
+		l.log.Warn("stream not ready yet, retrying", "stream", l.cfg.StreamName, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create stream %s: %w (last error: %v)", l.cfg.StreamName, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (l *Log) tryEnsureStream(ctx context.Context) error {
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := l.js.Stream(actx, l.cfg.StreamName)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		epoch := uint64(time.Now().UnixMilli())
+		st, err = l.js.CreateStream(actx, l.streamConfig(epoch))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err // another broadcaster won the race: read its epoch next time
+		}
+		if err != nil {
+			return err
+		}
+		l.log.Info("created stream", "stream", l.cfg.StreamName, "epoch", epoch, "replicas", l.cfg.Replicas)
+	case err != nil:
+		return err
+	default:
+		info := st.CachedInfo()
+		epoch, perr := strconv.ParseUint(info.Config.Metadata[metadataEpoch], 10, 64)
+		if perr != nil || epoch == 0 {
+			epoch = uint64(info.Created.UnixMilli())
+		}
+		want := l.streamConfig(epoch)
+		if needsUpdate(info.Config, want) {
+			if st, err = l.js.UpdateStream(actx, want); err != nil {
+				return fmt.Errorf("update stream: %w", err)
+			}
+			l.log.Info("updated stream configuration", "stream", l.cfg.StreamName)
+		}
+	}
+	epoch, err := strconv.ParseUint(st.CachedInfo().Config.Metadata[metadataEpoch], 10, 64)
+	if err != nil {
+		return fmt.Errorf("stream %s has no valid epoch in its metadata", l.cfg.StreamName)
+	}
+	l.mu.Lock()
+	l.stream, l.epoch = st, epoch
+	l.mu.Unlock()
+	return nil
+}
+
+func needsUpdate(have, want jetstream.StreamConfig) bool {
+	return have.MaxMsgsPerSubject != want.MaxMsgsPerSubject || have.MaxAge != want.MaxAge ||
+		have.Duplicates != want.Duplicates || !have.AllowMsgTTL || have.Replicas != want.Replicas ||
+		!have.AllowDirect || have.Metadata[metadataEpoch] != want.Metadata[metadataEpoch] ||
+		len(have.Subjects) != 1 || have.Subjects[0] != want.Subjects[0]
+}
+
+// Epoch identifies the stream instance; it is the first half of event IDs.
+func (l *Log) Epoch() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch
+}
+
+func (l *Log) subject(key string) string { return l.cfg.SubjectPrefix + "." + key }
+
+// Published is the outcome of one write.
+type Published struct {
+	Seq       uint64
+	Duplicate bool // the idempotency key was seen before: Seq is the original's
+}
+
+// messageTTL is how long a message must stay in the stream: until expires at,
+// or forever ("never" also survives the stream's MaxAge).
+func messageTTL(expires time.Time, now time.Time) string {
+	if expires.IsZero() {
+		return "never"
+	}
+	secs := math.Ceil(expires.Sub(now).Seconds())
+	return strconv.FormatInt(max(int64(secs), 1), 10) + "s"
+}
+
+func (l *Log) revokeMsg(rev *events.Revocation, now time.Time) (*nats.Msg, error) {
+	stored := *rev
+	stored.Seq, stored.ID = 0, ""
+	data, err := json.Marshal(&stored)
+	if err != nil {
+		return nil, fmt.Errorf("encode revocation: %w", err)
+	}
+	m := nats.NewMsg(l.subject(rev.Key))
+	m.Data = data
+	m.Header.Set(headerType, events.TypeRevoke)
+	m.Header.Set(headerTTL, messageTTL(rev.ExpiresAt.Time, now))
+	return m, nil
+}
+
+// NewIdempotencyKey returns a random message ID for writes whose client sent
+// no Idempotency-Key, so that internal retries of an unacknowledged write
+// cannot store it twice.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "revocast-" + hex.EncodeToString(b[:])
+}
+
+// Publish stores a prepared revocation (Key set, defaults applied, not
+// expired) and returns once JetStream acknowledged it. idemKey becomes the
+// Nats-Msg-Id; pass NewIdempotencyKey() when the client sent none.
+func (l *Log) Publish(ctx context.Context, rev *events.Revocation, idemKey string) (Published, error) {
+	m, err := l.revokeMsg(rev, time.Now())
+	if err != nil {
+		return Published{}, err
+	}
+	return l.publish(ctx, m, idemKey, nil)
+}
+
+// publish sends m and waits for its ack, retrying with the same message ID
+// while the stream has no responder (leader election) until PublishTimeout.
+func (l *Log) publish(ctx context.Context, m *nats.Msg, idemKey string, expectSubjSeq *uint64) (Published, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
+	defer cancel()
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(l.cfg.StreamName), jetstream.WithRetryAttempts(0)}
+	if idemKey != "" {
+		opts = append(opts, jetstream.WithMsgID(idemKey))
+	}
+	if expectSubjSeq != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*expectSubjSeq))
+	}
+	wait := 50 * time.Millisecond
+	for {
+		// each attempt gets a bounded slice of the budget so a lost request
+		// is retried instead of eating all of it
+		actx, acancel := context.WithTimeout(ctx, min(2*time.Second, l.cfg.PublishTimeout))
+		ack, err := l.js.PublishMsg(actx, copyMsg(m), opts...)
+		acancel()
+		if err == nil {
+			return Published{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && !retryableAPIError(apiErr) {
+			return Published{}, err
+		}
+		if l.nc.IsClosed() {
+			return Published{}, ErrClosed
+		}
+		select {
+		case <-ctx.Done():
+			return Published{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 500*time.Millisecond)
+	}
+}
+
+func retryableAPIError(e *jetstream.APIError) bool {
+	// 503: JetStream not ready / no leader; 408: request timeout.
+	return e.Code == 503 || e.Code == 408
+}
+
+// copyMsg gives each attempt a fresh message: PublishMsg sets headers on it.
+func copyMsg(m *nats.Msg) *nats.Msg {
+	c := nats.NewMsg(m.Subject)
+	c.Data = m.Data
+	for k, v := range m.Header {
+		c.Header[k] = append([]string(nil), v...)
+	}
+	return c
+}
+
+// Item is one entry of a batch.
+type Item struct {
+	Revocation *events.Revocation
+	IdemKey    string
+}
+
+// ItemResult is the outcome of one batch entry.
+type ItemResult struct {
+	Published
+	Err error
+}
+
+// PublishBatch stores many prepared revocations, pipelining the publishes,
+// and returns when every one was acknowledged or failed. results[i] belongs
+// to items[i].
+func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
+	results := make([]ItemResult, len(items))
+	futures := make([]jetstream.PubAckFuture, len(items))
+	now := time.Now()
+	for i, it := range items {
+		m, err := l.revokeMsg(it.Revocation, now)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(l.cfg.StreamName)}
+		if it.IdemKey != "" {
+			opts = append(opts, jetstream.WithMsgID(it.IdemKey))
+		}
+		futures[i], results[i].Err = l.js.PublishMsgAsync(m, opts...)
+	}
+	timeout := time.NewTimer(l.cfg.PublishTimeout)
+	defer timeout.Stop()
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			results[i].Published = Published{Seq: ack.Sequence, Duplicate: ack.Duplicate}
+		case err := <-f.Err():
+			results[i].Err = err
+		case <-ctx.Done():
+			results[i].Err = fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		case <-timeout.C:
+			results[i].Err = ErrUnavailable
+			// the timer fired once; every later unanswered item times out too
+			timeout.Reset(0)
+		}
+	}
+	// Items that failed with no leader or a lost ack are retried one by one:
+	// the message ID makes that safe.
+	for i, it := range items {
+		if results[i].Err == nil || it.IdemKey == "" {
+			continue
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(results[i].Err, &apiErr) && !retryableAPIError(apiErr) {
+			continue
+		}
+		results[i].Published, results[i].Err = l.Publish(ctx, it.Revocation, it.IdemKey)
+	}
+	return results
+}
+
+// Record is one message of the log as the follower sees it.
+type Record struct {
+	Seq  uint64
+	Type string // events.TypeRevoke or events.TypeLift
+	// Revocation is set for revokes (with Seq but without ID: the caller
+	// formats IDs with the epoch it serves).
+	Revocation *events.Revocation
+	Key        string
+	// Stored is when JetStream stored the message; Expires when it leaves
+	// the stream (zero: never).
+	Stored  time.Time
+	Expires time.Time
+	// Pending is how many messages the consumer had still to deliver after
+	// this one when it was sent: 0 means caught up.
+	Pending uint64
+}
+
+// liftBody is what a lift message stores: its key, and for the audit trail
+// who lifted it and when.
+type liftBody struct {
+	Key      string      `json:"key"`
+	Actor    string      `json:"actor,omitempty"`
+	LiftedAt events.Time `json:"lifted_at,omitzero"`
+	Reason   string      `json:"reason,omitempty"`
+}
+
+func decodeRecord(subject string, seq uint64, hdr nats.Header, data []byte, stored time.Time, prefix string) (Record, error) {
+	rec := Record{Seq: seq, Stored: stored, Type: hdr.Get(headerType)}
+	if len(subject) > len(prefix)+1 {
+		rec.Key = subject[len(prefix)+1:]
+	}
+	switch ttl := hdr.Get(headerTTL); ttl {
+	case "", "never":
+	default:
+		if d, err := parseTTL(ttl); err == nil {
+			rec.Expires = stored.Add(d)
+		}
+	}
+	switch rec.Type {
+	case events.TypeRevoke:
+		var rev events.Revocation
+		if err := json.Unmarshal(data, &rev); err != nil {
+			return rec, fmt.Errorf("message %d: decode revocation: %w", seq, err)
+		}
+		rev.Seq = seq
+		rec.Revocation = &rev
+		if rev.Key != "" {
+			rec.Key = rev.Key
+		}
+	case events.TypeLift:
+	default:
+		return rec, fmt.Errorf("message %d on %s: unknown type %q", seq, subject, rec.Type)
+	}
+	return rec, nil
+}
+
+func parseTTL(s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return time.Duration(n) * time.Second, err
+}
+
+// Get returns the live message stored under key: ErrNotFound when there is
+// none or it is a lift.
+func (l *Log) Get(ctx context.Context, key string) (Record, error) {
+	st := l.currentStream()
+	raw, err := st.GetLastMsgForSubject(ctx, l.subject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	rec, err := decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix)
+	if err != nil {
+		return Record{}, err
+	}
+	if rec.Type != events.TypeRevoke || (!rec.Expires.IsZero() && !time.Now().Before(rec.Expires)) {
+		return Record{}, ErrNotFound
+	}
+	return rec, nil
+}
+
+// GetSeq returns the message with this sequence, if it is still stored.
+func (l *Log) GetSeq(ctx context.Context, seq uint64) (Record, error) {
+	raw, err := l.currentStream().GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	return decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix)
+}
+
+// Lift publishes a lift that replaces the live revocation with this key. It
+// lives as long as the revocation would have, so that every subscriber that
+// could still hold the revocation learns of the lift. ErrNotFound when no
+// live revocation has this key.
+func (l *Log) Lift(ctx context.Context, key, actor, reason, idemKey string) (Published, error) {
+	for attempt := 0; ; attempt++ {
+		rec, err := l.Get(ctx, key)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) && idemKey != "" {
+				// a retried lift finds its own lift: answer with it
+				if p, ok := l.duplicateLift(ctx, key, idemKey); ok {
+					return p, nil
+				}
+			}
+			return Published{}, err
+		}
+		now := time.Now()
+		body, _ := json.Marshal(liftBody{Key: key, Actor: actor, LiftedAt: events.Time{Time: now.UTC()}, Reason: reason})
+		m := nats.NewMsg(l.subject(key))
+		m.Data = body
+		m.Header.Set(headerType, events.TypeLift)
+		m.Header.Set(headerTTL, messageTTL(rec.Expires, now))
+		p, err := l.publish(ctx, m, idemKey, &rec.Seq)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence && attempt < 3 {
+			continue // replaced meanwhile: lift what is there now
+		}
+		return p, err
+	}
+}
+
+// duplicateLift reports the lift a retried request already stored.
+func (l *Log) duplicateLift(ctx context.Context, key, idemKey string) (Published, bool) {
+	raw, err := l.currentStream().GetLastMsgForSubject(ctx, l.subject(key))
+	if err != nil || raw.Header.Get(headerType) != events.TypeLift || raw.Header.Get(jetstream.MsgIDHeader) != idemKey {
+		return Published{}, false
+	}
+	return Published{Seq: raw.Sequence, Duplicate: true}, true
+}
+
+func (l *Log) currentStream() jetstream.Stream {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stream
+}
+
+// State is the stream's position.
+type State struct {
+	Epoch    uint64
+	FirstSeq uint64
+	LastSeq  uint64
+	Msgs     uint64
+}
+
+// State asks JetStream for the stream's current position.
+func (l *Log) State(ctx context.Context) (State, error) {
+	info, err := l.currentStream().Info(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	return State{Epoch: l.Epoch(), FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq, Msgs: info.State.Msgs}, nil
+}
+
+// Follow delivers every message with a sequence at or after from (from 0 or
+// 1: all), in order, then every new one, until ctx ends or fn returns an
+// error. caughtUp is called once, when everything stored when Follow started
+// has been delivered (also when there was nothing).
+func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, caughtUp func()) error {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	}
+	cons, err := l.currentStream().OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("create consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+
+	var (
+		once      sync.Once
+		processed atomic.Uint64 // highest sequence handed to fn
+	)
+	if from > 1 {
+		processed.Store(from - 1)
+	}
+	signal := func() { once.Do(caughtUp) }
+	// An empty stream delivers nothing, and the last messages may expire
+	// before they are read: ask the stream whether anything is stored after
+	// what was processed.
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			_, err := l.currentStream().GetMsg(ctx, processed.Load()+1, jetstream.WithGetMsgSubject(l.cfg.SubjectPrefix+".>"))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				signal()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow stream: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		rec, err := decodeRecord(msg.Subject(), md.Sequence.Stream, msg.Headers(), msg.Data(), md.Timestamp, l.cfg.SubjectPrefix)
+		rec.Pending = md.NumPending
+		if err != nil {
+			l.log.Error("skipping undecodable message", "seq", md.Sequence.Stream, "err", err)
+		} else if err := fn(rec); err != nil {
+			return err
+		}
+		processed.Store(md.Sequence.Stream)
+		if md.NumPending == 0 {
+			signal()
+		}
+	}
+}
+
+// Healthy reports whether the connection to NATS is up.
+func (l *Log) Healthy() bool { return l.nc.IsConnected() }
+
+// Close drains the client connection, then stops the embedded server.
+func (l *Log) Close() error {
+	var err error
+	if l.nc != nil && !l.nc.IsClosed() {
+		done := make(chan struct{})
+		l.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if err = l.nc.Drain(); err == nil {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				l.nc.Close()
+			}
+		} else {
+			l.nc.Close()
+		}
+	}
+	l.shutdownServer()
+	return err
+}
+
+func (l *Log) shutdownServer() {
+	if l.ns != nil {
+		l.ns.Shutdown()
+		l.ns.WaitForShutdown()
+	}
+}

@@ -1,0 +1,219 @@
+package natslog
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/pkg/events"
+)
+
+func openLog(t *testing.T, dir string) *Log {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := Open(ctx, Config{DataDir: dir})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func prepare(t *testing.T, body string) *events.Revocation {
+	t.Helper()
+	r, err := events.DecodeRevocation([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (events.Policy{}).Prepare(&r, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+// follower collects what Follow delivers.
+type follower struct {
+	mu       sync.Mutex
+	recs     []Record
+	caughtUp chan struct{}
+}
+
+func follow(t *testing.T, l *Log, from uint64) *follower {
+	t.Helper()
+	f := &follower{caughtUp: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Follow(ctx, from, func(r Record) error {
+			f.mu.Lock()
+			f.recs = append(f.recs, r)
+			f.mu.Unlock()
+			return nil
+		}, func() { close(f.caughtUp) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+func (f *follower) waitFor(t *testing.T, n int) []Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		f.mu.Lock()
+		if len(f.recs) >= n {
+			out := append([]Record(nil), f.recs...)
+			f.mu.Unlock()
+			return out
+		}
+		f.mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
+	}
+	t.Fatalf("fewer than %d records after 10s", n)
+	return nil
+}
+
+func TestPublishFollowLift(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	ctx := context.Background()
+	if l.Epoch() == 0 {
+		t.Fatal("no epoch")
+	}
+	f := follow(t, l, 0)
+	select {
+	case <-f.caughtUp:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an empty stream never reported caught up")
+	}
+
+	rev := prepare(t, `{"jti":"t1","reason":"test"}`)
+	p, err := l.Publish(ctx, rev, "")
+	if err != nil || p.Seq != 1 || p.Duplicate {
+		t.Fatalf("Publish = %+v, %v", p, err)
+	}
+	got, err := l.Get(ctx, rev.Key)
+	if err != nil || got.Revocation.JTI != "t1" || got.Seq != 1 || got.Expires.IsZero() {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	lift, err := l.Lift(ctx, rev.Key, "ops", "", "")
+	if err != nil || lift.Seq != 2 {
+		t.Fatalf("Lift = %+v, %v", lift, err)
+	}
+	if _, err := l.Get(ctx, rev.Key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after lift: %v, want ErrNotFound", err)
+	}
+	if _, err := l.Lift(ctx, rev.Key, "ops", "", ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Lift: %v, want ErrNotFound", err)
+	}
+	recs := f.waitFor(t, 2)
+	if recs[0].Type != events.TypeRevoke || recs[0].Revocation.Key != rev.Key || recs[0].Revocation.Seq != 1 {
+		t.Fatalf("first record %+v", recs[0])
+	}
+	if recs[1].Type != events.TypeLift || recs[1].Key != rev.Key || recs[1].Seq != 2 {
+		t.Fatalf("second record %+v", recs[1])
+	}
+	// the lift lives as long as the revocation would have
+	if d := recs[1].Expires.Sub(rev.ExpiresAt.Time); d < -2*time.Second || d > 2*time.Second {
+		t.Fatalf("lift expires %v, revocation %v", recs[1].Expires, rev.ExpiresAt)
+	}
+
+	// the stream holds only the live state: the replaced revoke is gone
+	st, err := l.State(ctx)
+	if err != nil || st.Msgs != 1 || st.LastSeq != 2 {
+		t.Fatalf("State = %+v, %v", st, err)
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	ctx := context.Background()
+	rev := prepare(t, `{"sub":"alice"}`)
+	a, err := l.Publish(ctx, rev, "req-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Publish(ctx, rev, "req-1")
+	if err != nil || !b.Duplicate || b.Seq != a.Seq {
+		t.Fatalf("retry = %+v, %v; first %+v", b, err, a)
+	}
+	st, _ := l.State(ctx)
+	if st.LastSeq != 1 {
+		t.Fatalf("stored %d messages for one idempotency key", st.LastSeq)
+	}
+}
+
+func TestTTLRemovesExpiredRevocations(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	ctx := context.Background()
+	rev := prepare(t, `{"jti":"short"}`)
+	rev.ExpiresAt = events.Time{Time: time.Now().Add(1 * time.Second)}
+	if _, err := l.Publish(ctx, rev, ""); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := l.State(ctx)
+		if err == nil && st.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message still stored 10s after a 1s TTL: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := l.Get(ctx, rev.Key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of expired: %v", err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	l := openLog(t, dir)
+	epoch := l.Epoch()
+	rev := prepare(t, `{"kid":"k1"}`)
+	if _, err := l.Publish(ctx, rev, ""); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	l2 := openLog(t, dir)
+	if l2.Epoch() != epoch {
+		t.Fatalf("epoch changed across restart: %d → %d", epoch, l2.Epoch())
+	}
+	got, err := l2.Get(ctx, rev.Key)
+	if err != nil || got.Revocation.Kid != "k1" || !got.Expires.IsZero() {
+		t.Fatalf("after restart Get = %+v, %v", got, err)
+	}
+	p, err := l2.Publish(ctx, prepare(t, `{"jti":"next"}`), "")
+	if err != nil || p.Seq != 2 {
+		t.Fatalf("sequence did not continue: %+v, %v", p, err)
+	}
+}
+
+func TestFollowFromSequenceAndBatch(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	ctx := context.Background()
+	items := make([]Item, 50)
+	for i := range items {
+		items[i] = Item{Revocation: prepare(t, `{"jti":"b`+string(rune('a'+i%26))+string(rune('a'+i/26))+`"}`), IdemKey: NewIdempotencyKey()}
+	}
+	for i, r := range l.PublishBatch(ctx, items) {
+		if r.Err != nil || r.Seq != uint64(i+1) {
+			t.Fatalf("item %d: %+v", i, r)
+		}
+	}
+	f := follow(t, l, 41)
+	recs := f.waitFor(t, 10)
+	if recs[0].Seq != 41 || recs[9].Seq != 50 || recs[9].Pending != 0 {
+		t.Fatalf("from 41 got seqs %d..%d (pending %d)", recs[0].Seq, recs[9].Seq, recs[9].Pending)
+	}
+	select {
+	case <-f.caughtUp:
+	case <-time.After(10 * time.Second):
+		t.Fatal("never caught up")
+	}
+}
