@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/sse"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	os.Exit(code)
+}
+
+func TestFlagsFallBackToEnvironment(t *testing.T) {
+	env := map[string]string{
+		"REVOCAST_ADDR":               "0.0.0.0:9999",
+		"REVOCAST_MAX_TOKEN_LIFETIME": "2h",
+		"REVOCAST_NATS_URL":           "nats://a:4222,nats://b:4222",
+	}
+	cfg, lo, err := parseFlags([]string{"--heartbeat", "5s", "--log-format", "json"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "0.0.0.0:9999" || cfg.MaxTokenLifetime != 2*time.Hour || cfg.Heartbeat != 5*time.Second ||
+		len(cfg.NATS.URLs) != 2 || cfg.DataDir != "./data" || lo.format != "json" {
+		t.Fatalf("config %+v, log %+v", cfg, lo)
+	}
+	if _, _, err := parseFlags([]string{"--help"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	if _, _, err := parseFlags([]string{"extra"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("a stray argument was accepted")
+	}
+}
+
+type client struct {
+	t    *testing.T
+	base string
+}
+
+func (c client) post(body string) events.Revocation {
+	c.t.Helper()
+	resp, err := http.Post(c.base+"/v1/revocations", "application/json", strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r events.Revocation
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&r) != nil {
+		c.t.Fatalf("POST %s: %d", body, resp.StatusCode)
+	}
+	return r
+}
+
+// stream reads a fresh subscription up to synced and returns the events.
+func (c client) stream(lastEventID string) []sse.Event {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/events", nil)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := sse.NewDecoder(resp.Body)
+	var out []sse.Event
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			c.t.Fatalf("stream: %v after %d events", err, len(out))
+		}
+		out = append(out, ev)
+		if ev.Type == events.TypeSynced {
+			return out
+		}
+	}
+}
+
+// TestRestartAfterSIGKILL: the real binary is killed without warning; on
+// the same data directory the live state and its IDs come back, and new IDs
+// continue after the old ones.
+func TestRestartAfterSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binary twice; skipped under -short")
+	}
+	data := t.TempDir()
+	addr := testutil.FreeAddr(t)
+	p := testutil.Start(t, "broadcaster", "/readyz", "--addr", addr, "--data", data)
+	c := client{t, p.URL}
+	var posted []events.Revocation
+	for _, body := range []string{`{"jti":"j1"}`, `{"sub":"alice"}`, `{"kid":"k1","reason":"leaked"}`, `{"sub":"bob","ban":true}`} {
+		posted = append(posted, c.post(body))
+	}
+	lift, err := http.NewRequest("DELETE", p.URL+"/v1/revocations/"+posted[3].Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.DefaultClient.Do(lift); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("lift: %v %v", resp, err)
+	}
+	before := c.stream("")
+	p.Kill()
+
+	p2 := testutil.Start(t, "broadcaster", "/readyz", "--addr", addr, "--data", data)
+	c2 := client{t, p2.URL}
+	after := c2.stream("")
+	if len(after) != len(before) {
+		t.Fatalf("after restart %d events, before %d", len(after), len(before))
+	}
+	for i := range before {
+		if before[i].ID != after[i].ID || before[i].Type != after[i].Type || string(before[i].Data) != string(after[i].Data) {
+			t.Fatalf("event %d differs after restart:\n%+v\n%+v", i, before[i], after[i])
+		}
+	}
+	// resuming with an ID from before the crash works on the new process
+	// (kid, then the lift that replaced bob's ban, then synced)
+	resumed := c2.stream(posted[1].ID)
+	if len(resumed) != 3 || resumed[0].ID != posted[2].ID || resumed[1].Type != events.TypeLift || resumed[2].Type != events.TypeSynced {
+		t.Fatalf("resume after restart: %+v", resumed)
+	}
+	next := c2.post(`{"jti":"j2"}`)
+	last, _ := events.ParseEventID(after[len(after)-2].ID)
+	id, _ := events.ParseEventID(next.ID)
+	if id.Epoch != last.Epoch || id.Seq <= last.Seq {
+		t.Fatalf("new ID %s does not continue after %s", next.ID, after[len(after)-2].ID)
+	}
+}
+
+// TestCurlFollowsTheStream drives the real binary with curl, as a user
+// would.
+func TestCurlFollowsTheStream(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
+			t.Fatal("curl is required (REVOCAST_REQUIRE_CURL is set) but not installed")
+		}
+		t.Skip("curl not installed; .ci/run installs it")
+	}
+	p := testutil.Start(t, "broadcaster", "/readyz", "--data", t.TempDir(), "--addr", "127.0.0.1:0")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	follow := exec.CommandContext(ctx, curl, "-sN", p.URL+"/v1/events")
+	out, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); follow.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waitLine := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("curl's stream ended before %q", want)
+				}
+				if strings.HasPrefix(l, want) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no line %q from curl -N", want)
+			}
+		}
+	}
+	waitLine("retry: ")
+	waitLine("event: synced")
+
+	post := exec.CommandContext(ctx, curl, "-s", "-X", "POST", p.URL+"/v1/revocations",
+		"-H", "Content-Type: application/json", "-d", `{"jti":"from-curl","reason":"curl test"}`)
+	body, err := post.Output()
+	if err != nil {
+		t.Fatalf("curl POST: %v", err)
+	}
+	var r events.Revocation
+	if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
+		t.Fatalf("curl POST answered %s", body)
+	}
+	waitLine("id: " + r.ID)
+	waitLine("event: revoke")
+	waitLine(`data: {"key":"` + r.Key + `"`)
+
+	// resume with Last-Event-ID: nothing after it yet, so only synced
+	resume := exec.CommandContext(ctx, curl, "-sN", "--max-time", "2", "-H", "Last-Event-ID: "+r.ID, p.URL+"/v1/events")
+	got, _ := resume.Output() // exits 28 when --max-time ends the stream
+	if !strings.Contains(string(got), "event: synced") || strings.Contains(string(got), "event: revoke") {
+		t.Fatalf("resumed stream:\n%s", got)
+	}
+}

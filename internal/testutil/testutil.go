@@ -1,0 +1,242 @@
+// Package testutil runs the real revocast binaries in tests: it builds them
+// once per test process, starts them on 127.0.0.1 with a temporary data
+// directory, waits until they listen and are ready, and stops or kills them.
+// Only tests import it.
+//
+// Its functions are safe for concurrent use by parallel tests.
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildMu  sync.Mutex
+	binDir   string
+	binaries = map[string]string{}
+)
+
+// moduleRoot finds the directory holding go.mod, from this source file.
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Binary builds the command in cmd/<name> once per test process and returns
+// the path of the executable. Call Cleanup from TestMain to remove it.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := binaries[name]; ok {
+		return p
+	}
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "revocast-test-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binDir = dir
+	}
+	out := filepath.Join(binDir, name)
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+	cmd.Dir = moduleRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, b)
+	}
+	binaries[name] = out
+	return out
+}
+
+// Cleanup removes the binaries Binary built. Call it from TestMain after
+// m.Run.
+func Cleanup() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+		binDir = ""
+		binaries = map[string]string{}
+	}
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago, for a process that must come back on the same address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Process is a running revocast binary.
+type Process struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	Addr string // the HTTP address it listens on
+	URL  string // "http://" + Addr
+	logs *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Start runs the named binary with args plus --log-format json, waits until
+// its log says "<name> listening" (and reads the address from it) and, when
+// readyPath is not empty, until that path answers 200. The process is killed
+// when the test ends, if it still runs; its log is printed when the test
+// failed.
+func Start(t testing.TB, name string, readyPath string, args ...string) *Process {
+	t.Helper()
+	bin := Binary(t, name)
+	args = append(args, "--log-format", "json")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Dir = t.TempDir()
+	logs := &syncBuffer{}
+	pr, pw := io.Pipe()
+	cmd.Stdout = logs
+	cmd.Stderr = io.MultiWriter(logs, pw)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Process{t: t, cmd: cmd, logs: logs, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("--- log of %s %s:\n%s", name, strings.Join(args, " "), p.Logs())
+		}
+	})
+
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if !sent && json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == name+" listening" {
+				addr <- line.Addr
+				sent = true
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case a := <-addr:
+		p.Addr, p.URL = a, "http://"+a
+	case <-p.done:
+		t.Fatalf("%s exited before listening: %v\n%s", name, p.err, p.Logs())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s not listening after 60s\n%s", name, p.Logs())
+	}
+	if readyPath != "" {
+		p.WaitReady(60 * time.Second, readyPath)
+	}
+	return p
+}
+
+// WaitReady polls path until it answers 200.
+func (p *Process) WaitReady(d time.Duration, path string) {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(p.URL + path)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("process exited while waiting for %s: %v\n%s", path, p.err, p.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s not ready after %v (last: %v)\n%s", p.URL+path, d, err, p.Logs())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// Logs returns what the process logged so far.
+func (p *Process) Logs() string { return p.logs.String() }
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits up to d for a clean exit; it returns the
+// exit error (nil for a clean exit).
+func (p *Process) Stop(d time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		p.Kill()
+		return fmt.Errorf("did not exit within %v of SIGTERM", d)
+	}
+}
+
+// Exited is closed when the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
