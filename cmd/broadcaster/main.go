@@ -58,6 +58,24 @@ type logOptions struct {
 func parseFlags(args []string, getenv func(string) string, output io.Writer) (broadcaster.Config, logOptions, error) {
 	var cfg broadcaster.Config
 	var lo logOptions
+	fs := newFlagSet(&cfg, &lo, getenv, output)
+	if err := fs.Parse(args); err != nil {
+		return cfg, lo, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, lo, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	return cfg, lo, nil
+}
+
+// flagNames lists every flag, for the README test.
+func flagNames() []string {
+	var cfg broadcaster.Config
+	var lo logOptions
+	return newFlagSet(&cfg, &lo, func(string) string { return "" }, io.Discard).Names()
+}
+
+func newFlagSet(cfg *broadcaster.Config, lo *logOptions, getenv func(string) string, output io.Writer) *envflag.Set {
 	fs := envflag.New("broadcaster", getenv, output)
 	fs.String(&cfg.Addr, "addr", broadcaster.DefaultAddr, "HTTP listen address")
 	fs.String(&cfg.DataDir, "data", broadcaster.DefaultDataDir, "data directory of the embedded NATS server")
@@ -76,13 +94,7 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (br
 		fmt.Fprintf(fs.Output(), "Usage: broadcaster [flags]\n\nRuns the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, lo, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, lo, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
-	}
-	return cfg, lo, nil
+	return fs
 }
 
 func newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
