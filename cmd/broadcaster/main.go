@@ -27,20 +27,75 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "broadcaster:", err)
-		os.Exit(1)
-	}
+	env := cliEnv{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	os.Exit(exitCode(dispatch(ctx, os.Args[1:], env), os.Stderr))
 }
 
-// run parses the arguments and serves until ctx ends.
+// cliEnv is what a command may touch of the outside world, so that tests
+// can run commands in-process.
+type cliEnv struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// exitError carries the exit code a command wants.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Exit codes scripts can rely on; the README lists them.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // the request failed: server error, unreachable, not acknowledged
+	exitUsage       = 2 // wrong flags or arguments
+	exitNotFound    = 3 // the revocation does not exist (lift, get)
+	exitAuth        = 4 // missing or refused credentials (401, 403)
+	exitInvalid     = 5 // the server refused the input (400, 413)
+	exitRateLimited = 6 // 429: slow down and retry
+)
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "broadcaster:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFailure
+}
+
+// dispatch runs a subcommand, or the server when the first argument is a
+// flag (or there is none, or it is "serve").
+func dispatch(ctx context.Context, args []string, env cliEnv) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		if args[0] == "serve" {
+			return run(ctx, args[1:], env.getenv, env.stdout, env.stderr)
+		}
+		cmd, ok := subcommands[args[0]]
+		if !ok {
+			return &exitError{exitUsage, fmt.Errorf("unknown command %q; commands: serve, %s", args[0], strings.Join(subcommandNames(), ", "))}
+		}
+		return cmd(ctx, args[1:], env)
+	}
+	return run(ctx, args, env.getenv, env.stdout, env.stderr)
+}
+
+// run parses the server's flags and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, logOpts, err := parseFlags(args, getenv, stderr)
 	if err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{exitUsage, err}
 	}
 	logger, err := newLogger(stderr, logOpts)
 	if err != nil {

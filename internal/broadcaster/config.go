@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
@@ -55,7 +56,28 @@ type Config struct {
 	// drain its socket for that long is disconnected.
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
-	SweepInterval   time.Duration
+	// ReadHeaderTimeout and IdleTimeout protect against clients that hold
+	// connections without sending; neither cuts a stream.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	SweepInterval     time.Duration
+
+	// Access. Auth nil or without credentials: everyone may do everything,
+	// and the server only listens on loopback unless Insecure.
+	Auth         *auth.Authenticator
+	Insecure     bool
+	PublicEvents bool // /v1/events needs no credential even with Auth
+	// RateLimit is requests per second per credential on the revocation
+	// API (0: no limit), with bursts of RateBurst.
+	RateLimit      float64
+	RateBurst      int
+	MaxSubscribers int // concurrent SSE subscribers; 503 beyond
+	// TokenVerifier checks the tokens posted to POST /v1/revoke. Nil: they
+	// are only decoded, and the endpoint then needs the revoker role.
+	TokenVerifier TokenVerifier
+
+	TLSCertFile string
+	TLSKeyFile  string
 
 	Logger *slog.Logger
 }
@@ -85,11 +107,26 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.Auth == nil {
+		c.Auth = auth.New(nil, nil)
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = max(DefaultRateBurst, int(2*c.RateLimit))
+	}
+	if c.MaxSubscribers <= 0 {
+		c.MaxSubscribers = DefaultMaxSubscribers
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -115,5 +152,26 @@ func (c *Config) validate() error {
 	if c.Heartbeat < 100*time.Millisecond {
 		errs = append(errs, errors.New("heartbeat must be at least 100ms"))
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key go together"))
+	}
+	if c.RateLimit < 0 {
+		errs = append(errs, errors.New("rate-limit must not be negative"))
+	}
 	return errors.Join(errs...)
+}
+
+// ErrInsecure is returned when the server would listen beyond loopback with
+// no credentials configured.
+var ErrInsecure = errors.New("refusing to listen beyond loopback without credentials")
+
+// checkExposure enforces "secure by default" on the address actually bound.
+func (c *Config) checkExposure(addr string) error {
+	if c.Auth.Enabled() || isLoopback(addr) || c.Insecure {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is reachable from other machines and anyone there could revoke any token "+
+		"and read who was banned. Configure credentials (--api-keys FILE, or operator JWTs with --auth-jwks "+
+		"or --auth-public-key), listen on 127.0.0.1, or pass --insecure if something in front of the "+
+		"broadcaster already authenticates", ErrInsecure, addr)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
@@ -24,12 +25,19 @@ const applyWait = 2 * time.Second
 const maxIdempotencyKey = 200
 
 func (s *Server) routes() http.Handler {
+	eventsRole := auth.RoleReader
+	if s.cfg.PublicEvents {
+		eventsRole = auth.RoleNone
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/revocations", s.handlePost)
-	mux.HandleFunc("GET /v1/revocations", s.handleList)
-	mux.HandleFunc("GET /v1/revocations/{key}", s.handleGet)
-	mux.HandleFunc("DELETE /v1/revocations/{key}", s.handleLift)
-	mux.HandleFunc("GET /v1/events", s.handleEvents)
+	mux.HandleFunc("POST /v1/revocations", s.access(auth.RoleRevoker, true, s.handlePost))
+	mux.HandleFunc("GET /v1/revocations", s.access(auth.RoleReader, true, s.handleList))
+	mux.HandleFunc("GET /v1/revocations/{key}", s.access(auth.RoleReader, true, s.handleGet))
+	mux.HandleFunc("DELETE /v1/revocations/{key}", s.access(auth.RoleRevoker, true, s.handleLift))
+	mux.HandleFunc("POST /v1/revoke", s.handleRevokeToken)
+	// the stream is not rate limited: after a restart every agent
+	// reconnects at once, and EventSource gives up for good on a 429
+	mux.HandleFunc("GET /v1/events", s.access(eventsRole, false, s.handleEvents))
 	mux.HandleFunc("OPTIONS /v1/events", s.handleEventsPreflight)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
@@ -92,17 +100,6 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// actor names who posted a revocation. Without credentials configured every
-// caller is the same anonymous operator.
-func actor(r *http.Request) string {
-	if a, ok := r.Context().Value(actorKey{}).(string); ok && a != "" {
-		return a
-	}
-	return "anonymous"
-}
-
-type actorKey struct{}
-
 // idempotencyKey reads the Idempotency-Key header. The stored message ID is
 // scoped to the actor so that two clients cannot collide on a key.
 func idempotencyKey(r *http.Request) (string, bool) {
@@ -139,7 +136,12 @@ type batchAnswer struct {
 	Failed      int      `json:"failed"`
 }
 
+// bodyReadTimeout bounds reading a request body. The server has no
+// ReadTimeout (it would cut SSE streams), so handlers that read set it.
+const bodyReadTimeout = 30 * time.Second
+
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
@@ -32,10 +33,12 @@ type Server struct {
 	policy  events.Policy
 	metrics *metrics
 
-	store *natslog.Log
-	hub   *hub.Hub
-	http  *http.Server
-	ln    net.Listener
+	store   *natslog.Log
+	hub     *hub.Hub
+	auth    *auth.Authenticator
+	limiter *rateLimiter
+	http    *http.Server
+	ln      net.Listener
 
 	// streams ends every SSE response when shutdown begins, so that
 	// http.Server.Shutdown does not wait for ever on open streams.
@@ -57,8 +60,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg,
-		log: cfg.Logger,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		auth:    cfg.Auth,
+		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 		policy: events.Policy{
 			MaxTokenLifetime: cfg.MaxTokenLifetime,
 			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge),
@@ -82,6 +87,13 @@ func maxExpiry(maxAge time.Duration) time.Duration {
 // listener is bound; /v1/events holds its requests until the mirror has
 // caught up with the log.
 func (s *Server) Start(ctx context.Context) error {
+	addr := s.cfg.Addr
+	if s.cfg.Listener != nil {
+		addr = s.cfg.Listener.Addr().String()
+	}
+	if err := s.cfg.checkExposure(addr); err != nil {
+		return err
+	}
 	store, err := natslog.Open(ctx, s.cfg.NATS)
 	if err != nil {
 		return fmt.Errorf("open revocation log: %w", err)
@@ -100,8 +112,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.ln = ln
 	s.http = &http.Server{
 		Handler:           s.routes(),
-		ReadHeaderTimeout: DefaultReadHeaderTimout,
-		IdleTimeout:       DefaultIdleTimeout,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.http.RegisterOnShutdown(s.endStreams)
@@ -109,13 +121,33 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go s.follow()
 	go s.sweep()
+	scheme := "http"
+	if s.cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
 	go func() {
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if scheme == "https" {
+			err = s.http.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		} else {
+			err = s.http.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
-	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "epoch", store.Epoch(),
+	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "scheme", scheme, "epoch", store.Epoch(),
 		"nats", natsMode(s.cfg.NATS), "data", s.cfg.DataDir)
+	switch {
+	case s.auth.Enabled():
+		s.log.Info("credentials required", "public_events", s.cfg.PublicEvents)
+	case isLoopback(ln.Addr().String()):
+		s.log.Warn("no credentials configured: listening on loopback only, where every local caller may revoke and read; " +
+			"configure --api-keys or operator JWTs to listen elsewhere")
+	default:
+		s.log.Warn("INSECURE: no credentials configured and listening beyond loopback (--insecure): " +
+			"anyone who reaches " + ln.Addr().String() + " can revoke any token and read who was banned")
+	}
 	return nil
 }
 

@@ -55,6 +55,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		mode = fromID
 	}
 
+	if s.hub.Stats().Subscribers >= int64(s.cfg.MaxSubscribers) {
+		w.Header().Set("Retry-After", "5")
+		s.refuse(w, r, http.StatusServiceUnavailable, "too_many_subscribers",
+			"this broadcaster serves its maximum number of subscribers; retry later or use another one", "", nil)
+		return
+	}
+
 	// Streams end when the client leaves or the server shuts down.
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -1,0 +1,167 @@
+package broadcaster
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/revocast/revocast/internal/auth"
+)
+
+// Defaults of the access limits.
+const (
+	DefaultRateLimit      = 500 // requests per second per credential
+	DefaultRateBurst      = 1000
+	DefaultMaxSubscribers = 20_000
+	// limiterEntries bounds how many credentials' limiters are remembered.
+	limiterEntries = 10_000
+)
+
+type principalKey struct{}
+
+// principal returns the caller that access() authenticated.
+func principal(r *http.Request) auth.Principal {
+	if p, ok := r.Context().Value(principalKey{}).(auth.Principal); ok {
+		return p
+	}
+	return auth.Anonymous
+}
+
+// actor names who posted a revocation: the API key's name, the operator
+// JWT's sub, or "anonymous" without credentials configured.
+func actor(r *http.Request) string { return principal(r).Name }
+
+// access wraps a handler with authentication, the role it needs and the
+// per-credential rate limit. need == auth.RoleNone serves everyone.
+func (s *Server) access(need auth.Role, limited bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := s.authenticate(w, r, need)
+		if !ok {
+			return
+		}
+		if limited && !s.allow(w, r, p) {
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	}
+}
+
+// authenticate answers 401/403 itself and reports false when the request
+// may not go on.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.Role) (auth.Principal, bool) {
+	if need == auth.RoleNone || !s.auth.Enabled() {
+		return auth.Anonymous, true
+	}
+	p, err := s.auth.Authenticate(r)
+	switch {
+	case errors.Is(err, auth.ErrNoCredentials):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast"`)
+		s.refuse(w, r, http.StatusUnauthorized, "unauthenticated", "authentication required: send Authorization: Bearer <API key or operator JWT>", "", err)
+		return p, false
+	case err != nil:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
+		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "", err)
+		return p, false
+	case !p.Role.Allows(need):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="insufficient_scope"`)
+		s.refuse(w, r, http.StatusForbidden, "forbidden",
+			"this credential has the role "+p.Role.String()+"; "+need.String()+" is needed", "", errors.New("role "+p.Role.String()+" for "+p.Name))
+		return p, false
+	}
+	return p, true
+}
+
+// refuse answers an access refusal and writes the audit line: who (as far
+// as known), what, why, from where. Never the credential itself.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string, detail error) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	attrs := []any{"audit", true, "method", r.Method, "path", r.URL.Path, "status", status,
+		"reason", reason, "remote", r.RemoteAddr}
+	if p, ok := r.Context().Value(principalKey{}).(auth.Principal); ok {
+		attrs = append(attrs, "actor", p.Name)
+	}
+	if detail != nil {
+		attrs = append(attrs, "detail", detail.Error())
+	}
+	s.log.Warn("request refused", attrs...)
+	writeError(w, status, msg, field)
+}
+
+// rateLimiter keeps one token bucket per credential, forgetting the least
+// recently used ones beyond limiterEntries.
+type rateLimiter struct {
+	limit rate.Limit
+	burst int
+	byKey *lru.Cache[string, *rate.Limiter]
+}
+
+func newRateLimiter(perSecond float64, burst int) *rateLimiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	c, _ := lru.New[string, *rate.Limiter](limiterEntries)
+	return &rateLimiter{limit: rate.Limit(perSecond), burst: max(burst, 1), byKey: c}
+}
+
+// reserve takes one token for key; it returns 0 when allowed, else how long
+// to wait.
+func (l *rateLimiter) reserve(key string, now time.Time) time.Duration {
+	lim, ok := l.byKey.Get(key)
+	if !ok {
+		lim = rate.NewLimiter(l.limit, l.burst)
+		if prev, found, _ := l.byKey.PeekOrAdd(key, lim); found {
+			lim = prev
+		}
+	}
+	res := lim.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+func (s *Server) allow(w http.ResponseWriter, r *http.Request, p auth.Principal) bool {
+	if s.limiter == nil {
+		return true
+	}
+	key := p.Kind + ":" + p.Name
+	if p.Kind == "anonymous" {
+		// without credentials, each client address gets its own bucket
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		key = "addr:" + host
+	}
+	wait := s.limiter.reserve(key, time.Now())
+	if wait <= 0 {
+		return true
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	s.refuse(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), http.StatusTooManyRequests,
+		"rate_limited", "too many requests for this credential; retry after the Retry-After delay", "", nil)
+	return false
+}
+
+// isLoopback reports whether a listen address only accepts local
+// connections: a loopback IP or "localhost". An empty host listens
+// everywhere.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

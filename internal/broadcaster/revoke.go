@@ -1,0 +1,202 @@
+package broadcaster
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
+)
+
+// TokenVerifier checks a token posted to POST /v1/revoke: its signature,
+// algorithm, issuer and audience. It returns the token's facts and its
+// expiry; an expired token may be reported either way.
+type TokenVerifier interface {
+	VerifyToken(raw string) (events.Token, time.Time, error)
+}
+
+// maxRevokeForm bounds the body of POST /v1/revoke: one token and a hint.
+const maxRevokeForm = 64 << 10
+
+// handleRevokeToken is RFC 7009 token revocation: a client (typically an
+// app implementing logout) posts a token and it stops being accepted.
+//
+// Who may call it: with a TokenVerifier configured, possession of a valid
+// token is the credential — a token can only revoke itself, which is
+// harmless; a revoker may also call it. Without one, the token can only be
+// decoded, not trusted (anyone could forge one naming any user), so the
+// caller must be a revoker.
+//
+// As RFC 7009 §2.2 says, the answer is 200 also for a token that is
+// invalid, unknown or already expired: nothing is revoked then.
+func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeForm)
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.reject(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "form larger than 64 KiB", "")
+			return
+		}
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the token parameter is required")
+		return
+	}
+
+	caller, hasCaller := s.callerForRevoke(r)
+	if !hasCaller {
+		// token holders are rate limited by their address
+		caller = auth.Principal{Name: "token", Kind: "anonymous"}
+	}
+	if !hasCaller && s.cfg.TokenVerifier == nil {
+		// authenticate answers 401/403 with the reason
+		if _, ok := s.authenticate(w, r, auth.RoleRevoker); !ok {
+			return
+		}
+	}
+	if !s.allow(w, r, caller) {
+		return
+	}
+
+	var (
+		facts events.Token
+		exp   time.Time
+		err   error
+	)
+	if s.cfg.TokenVerifier != nil {
+		facts, exp, err = s.cfg.TokenVerifier.VerifyToken(token)
+	} else {
+		facts, exp, err = decodeUnverified(token)
+	}
+	if err != nil {
+		// an invalid token is not an error for the client (RFC 7009 §2.2)
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "invalid token", "detail", err.Error(),
+			"actor", caller.Name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if !hasCaller {
+		caller = auth.Principal{Name: "token:" + facts.Sub, Kind: "token"}
+	}
+	now := time.Now()
+	if exp.IsZero() || !exp.After(now) {
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "token expired or without exp",
+			"actor", caller.Name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	rev := events.Revocation{Iss: facts.Iss, ExpiresAt: events.Time{Time: exp}, Reason: "revoked by token (RFC 7009)", Actor: caller.Name}
+	switch {
+	case facts.JTI != "":
+		rev.JTI = facts.JTI
+	case facts.Sub != "" && facts.HasIssuedAt:
+		// no jti: revoke this subject's tokens issued up to this one
+		rev.Sub = facts.Sub
+		rev.IssuedBefore = events.Time{Time: time.Unix(facts.IssuedAt+1, 0)}
+	default:
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "token has neither jti nor sub and iat",
+			"actor", caller.Name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if err := s.policy.Prepare(&rev, now); err != nil {
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", err.Error(), "actor", caller.Name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	p, err := s.store.Publish(r.Context(), &rev, natslog.NewIdempotencyKey())
+	if err != nil {
+		if errors.Is(err, natslog.ErrUnavailable) || errors.Is(err, natslog.ErrClosed) {
+			// RFC 7009 §2.2.1: 503 with Retry-After
+			s.unavailable(w, r, err)
+			return
+		}
+		s.internalError(w, r, err)
+		return
+	}
+	s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
+	s.log.Info("revoked", "audit", true, "actor", caller.Name, "key", rev.Key, "reason", rev.Reason,
+		"seq", p.Seq, "remote", r.RemoteAddr, "via", "rfc7009")
+	s.waitApplied(r.Context(), p.Seq)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// callerForRevoke returns the authenticated revoker calling, if any.
+func (s *Server) callerForRevoke(r *http.Request) (auth.Principal, bool) {
+	if !s.auth.Enabled() {
+		return auth.Anonymous, true
+	}
+	if r.Header.Get("Authorization") == "" {
+		return auth.Principal{}, false
+	}
+	p, err := s.auth.Authenticate(r)
+	if err != nil || !p.Role.Allows(auth.RoleRevoker) {
+		return auth.Principal{}, false
+	}
+	return p, true
+}
+
+// writeOAuthError answers in the error format of RFC 6749 §5.2, which RFC
+// 7009 uses.
+func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+// decodeUnverified reads a JWT's claims without checking its signature: only
+// for callers who are trusted revokers anyway.
+func decodeUnverified(raw string) (events.Token, time.Time, error) {
+	claims := jwt.MapClaims{}
+	tok, _, err := jwt.NewParser().ParseUnverified(raw, claims)
+	if err != nil {
+		return events.Token{}, time.Time{}, err
+	}
+	facts, exp, err := FactsFromClaims(claims)
+	if kid, ok := tok.Header["kid"].(string); ok {
+		facts.Kid = kid
+	}
+	return facts, exp, err
+}
+
+// FactsFromClaims extracts what revocations match on from decoded claims.
+func FactsFromClaims(c jwt.MapClaims) (events.Token, time.Time, error) {
+	var t events.Token
+	str := func(name string) (string, error) {
+		v, ok := c[name]
+		if !ok {
+			return "", nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return "", fmt.Errorf("claim %s is not a string", name)
+		}
+		return s, nil
+	}
+	var err error
+	if t.JTI, err = str("jti"); err != nil {
+		return t, time.Time{}, err
+	}
+	if t.Sub, err = str("sub"); err != nil {
+		return t, time.Time{}, err
+	}
+	if t.Iss, err = str("iss"); err != nil {
+		return t, time.Time{}, err
+	}
+	if iat, err := c.GetIssuedAt(); err == nil && iat != nil {
+		t.IssuedAt, t.HasIssuedAt = iat.Unix(), true
+	}
+	var exp time.Time
+	if e, err := c.GetExpirationTime(); err == nil && e != nil {
+		exp = e.Time
+	}
+	t.Claims = c
+	return t, exp, nil
+}
