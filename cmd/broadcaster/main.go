@@ -18,10 +18,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 func main() {
@@ -90,18 +92,21 @@ func dispatch(ctx context.Context, args []string, env cliEnv) error {
 
 // run parses the server's flags and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, logOpts, err := parseFlags(args, getenv, stderr)
+	sf, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return &exitError{exitUsage, err}
 	}
-	logger, err := newLogger(stderr, logOpts)
+	logger, err := newLogger(stderr, sf.log)
 	if err != nil {
-		return err
+		return &exitError{exitUsage, err}
 	}
-	cfg.Logger = logger
+	cfg, err := sf.config(ctx, logger)
+	if err != nil {
+		return &exitError{exitUsage, err}
+	}
 	return broadcaster.Run(ctx, cfg)
 }
 
@@ -110,43 +115,131 @@ type logOptions struct {
 	format string
 }
 
-func parseFlags(args []string, getenv func(string) string, output io.Writer) (broadcaster.Config, logOptions, error) {
-	var cfg broadcaster.Config
-	var lo logOptions
-	fs := newFlagSet(&cfg, &lo, getenv, output)
+// serverFlags is what the server's flags hold before files are read.
+type serverFlags struct {
+	cfg     broadcaster.Config
+	log     logOptions
+	apiKeys string
+	auth    verifierFlags // operator JWTs
+	token   verifierFlags // tokens posted to POST /v1/revoke
+	// roleClaim is the operator JWT claim holding "reader" or "revoker".
+	roleClaim string
+}
+
+// verifierFlags configure a JWT verifier.
+type verifierFlags struct {
+	jwks       string
+	publicKeys []string
+	hmacFile   string
+	issuers    []string
+	audiences  []string
+	algs       []string
+}
+
+func (v verifierFlags) configured() bool {
+	return v.jwks != "" || len(v.publicKeys) > 0 || v.hmacFile != ""
+}
+
+// config builds the server configuration: reads key files, builds verifiers.
+func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadcaster.Config, error) {
+	cfg := sf.cfg
+	cfg.Logger = logger
+	var keys *auth.KeyStore
+	if sf.apiKeys != "" {
+		ks, err := auth.LoadKeyFile(sf.apiKeys)
+		if err != nil {
+			return cfg, err
+		}
+		if ks.Len() == 0 {
+			return cfg, fmt.Errorf("api-keys %s holds no key", sf.apiKeys)
+		}
+		keys = ks
+	}
+	operator, err := sf.operatorVerifier(ctx, logger)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Auth = auth.New(keys, operator)
+	if cfg.TokenVerifier, err = sf.tokenVerifier(ctx, logger); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func parseFlags(args []string, getenv func(string) string, output io.Writer) (*serverFlags, error) {
+	sf := &serverFlags{}
+	fs := newFlagSet(sf, getenv, output)
 	if err := fs.Parse(args); err != nil {
-		return cfg, lo, err
+		return sf, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, lo, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+		return sf, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
-	return cfg, lo, nil
+	return sf, nil
 }
 
 // flagNames lists every flag, for the README test.
 func flagNames() []string {
-	var cfg broadcaster.Config
-	var lo logOptions
-	return newFlagSet(&cfg, &lo, func(string) string { return "" }, io.Discard).Names()
+	return newFlagSet(&serverFlags{}, func(string) string { return "" }, io.Discard).Names()
 }
 
-func newFlagSet(cfg *broadcaster.Config, lo *logOptions, getenv func(string) string, output io.Writer) *envflag.Set {
+func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *envflag.Set {
+	cfg := &sf.cfg
 	fs := envflag.New("broadcaster", getenv, output)
 	fs.String(&cfg.Addr, "addr", broadcaster.DefaultAddr, "HTTP listen address")
 	fs.String(&cfg.DataDir, "data", broadcaster.DefaultDataDir, "data directory of the embedded NATS server")
-	fs.List(&cfg.NATS.URLs, "nats-url", nil, "URL(s) of an external NATS deployment; empty runs NATS embedded")
 	fs.Duration(&cfg.MaxTokenLifetime, "max-token-lifetime", events.DefaultMaxTokenLifetime, "longest lifetime of the tokens being revoked: the default expiry of a revocation")
 	fs.Duration(&cfg.Heartbeat, "heartbeat", broadcaster.DefaultHeartbeat, "interval of ': ping' comments on idle streams")
 	fs.Duration(&cfg.Retry, "sse-retry", broadcaster.DefaultRetry, "reconnection delay advertised to SSE clients (retry:)")
 	fs.List(&cfg.CORSOrigins, "cors-origins", nil, "origins allowed to read /v1/events from a browser (or *)")
+
+	// access
+	fs.String(&sf.apiKeys, "api-keys", "", "file of API keys: one \"<name> <role> <sha256>\" per line (see the keygen command)")
+	fs.String(&sf.auth.jwks, "auth-jwks", "", "JWKS URL of the issuer of operator JWTs")
+	fs.List(&sf.auth.publicKeys, "auth-public-key", nil, "PEM public key file(s) that sign operator JWTs (repeatable)")
+	fs.List(&sf.auth.issuers, "auth-issuer", nil, "required iss of operator JWTs")
+	fs.List(&sf.auth.audiences, "auth-audience", nil, "required aud of operator JWTs")
+	fs.List(&sf.auth.algs, "auth-algs", nil, "algorithms accepted for operator JWTs (default: those of the configured keys)")
+	fs.String(&sf.roleClaim, "auth-role-claim", "revocast_role", "claim of operator JWTs holding their role (reader or revoker; a string or a list)")
+	fs.Bool(&cfg.Insecure, "insecure", false, "allow listening beyond loopback without credentials (only behind something that authenticates)")
+	fs.Bool(&cfg.PublicEvents, "public-events", false, "let anyone follow /v1/events even with credentials configured")
+	fs.String(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS and HTTP/2")
+	fs.String(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
+	fs.String(&sf.token.jwks, "token-jwks", "", "JWKS URL for verifying tokens posted to POST /v1/revoke")
+	fs.List(&sf.token.publicKeys, "token-public-key", nil, "PEM public key file(s) for verifying tokens posted to POST /v1/revoke")
+	fs.String(&sf.token.hmacFile, "token-hmac-secret-file", "", "HMAC secret file for verifying tokens posted to POST /v1/revoke")
+	fs.List(&sf.token.issuers, "token-issuer", nil, "required iss of tokens posted to POST /v1/revoke")
+	fs.List(&sf.token.audiences, "token-audience", nil, "required aud of tokens posted to POST /v1/revoke")
+	fs.List(&sf.token.algs, "token-algs", nil, "algorithms accepted for tokens posted to POST /v1/revoke (default: those of the configured keys)")
+
+	// limits
 	fs.Int64(&cfg.MaxBodyBytes, "max-body-bytes", broadcaster.DefaultMaxBodyBytes, "largest request body accepted (413 beyond)")
 	fs.Int(&cfg.MaxBatch, "max-batch", broadcaster.DefaultMaxBatch, "most revocations in one batch (400 beyond)")
+	fs.Float64(&cfg.RateLimit, "rate-limit", broadcaster.DefaultRateLimit, "requests per second per credential on the revocation API (0: no limit)")
+	fs.Int(&cfg.RateBurst, "rate-burst", broadcaster.DefaultRateBurst, "burst of the per-credential rate limit")
+	fs.Int(&cfg.MaxSubscribers, "max-subscribers", broadcaster.DefaultMaxSubscribers, "concurrent SSE subscribers (503 beyond)")
 	fs.Uint64(&cfg.MaxLag, "max-lag", hub.DefaultMaxLag, "stream sequences a subscriber may trail the head by before it is disconnected as slow")
 	fs.Duration(&cfg.WriteTimeout, "write-timeout", broadcaster.DefaultWriteTimeout, "longest a write to a subscriber may block before it is disconnected")
-	fs.String(&lo.level, "log-level", "info", "log level: debug, info, warn or error")
-	fs.String(&lo.format, "log-format", "text", "log format: text or json")
+
+	// NATS
+	fs.List(&cfg.NATS.URLs, "nats-url", nil, "URL(s) of an external NATS deployment; empty runs NATS embedded")
+	fs.String(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (external NATS)")
+	fs.String(&cfg.NATS.NKeyFile, "nats-nkey", "", "NATS NKey seed file (external NATS)")
+	fs.String(&cfg.NATS.TLSCAFile, "nats-ca", "", "CA (PEM) of an external NATS deployment's TLS")
+	fs.String(&cfg.NATS.TLSCertFile, "nats-cert", "", "client certificate (PEM) for an external NATS deployment")
+	fs.String(&cfg.NATS.TLSKeyFile, "nats-key", "", "client key (PEM) for an external NATS deployment")
+	fs.String(&cfg.NATS.ServerName, "server-name", "revocast", "name of the embedded NATS server: stable and unique in a cluster")
+	fs.String(&cfg.NATS.ClusterName, "cluster-name", "", "cluster of embedded NATS servers to form or join (empty: standalone)")
+	fs.String(&cfg.NATS.ClusterAddr, "cluster-addr", "", "host:port the embedded NATS server listens on for cluster routes")
+	fs.List(&cfg.NATS.Routes, "routes", nil, "cluster peers, nats://host:port (repeatable)")
+	fs.Int(&cfg.NATS.Replicas, "replicas", 1, "replicas of the stream (3 in a cluster of three)")
+	fs.Duration(&cfg.NATS.PublishTimeout, "publish-timeout", natslog.DefaultPublishTimeout, "longest a write waits for its JetStream acknowledgement before answering 503")
+
+	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.String(&sf.log.format, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: broadcaster [flags]\n\nRuns the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: broadcaster [serve] [flags]\n       broadcaster <command> [flags]   (commands: %s; \"broadcaster <command> --help\")\n\n"+
+			"Runs the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n\nFlags:\n", strings.Join(subcommandNames(), ", "))
 		fs.PrintDefaults()
 	}
 	return fs

@@ -31,18 +31,19 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 		"REVOCAST_MAX_TOKEN_LIFETIME": "2h",
 		"REVOCAST_NATS_URL":           "nats://a:4222,nats://b:4222",
 	}
-	cfg, lo, err := parseFlags([]string{"--heartbeat", "5s", "--log-format", "json"}, func(k string) string { return env[k] }, io.Discard)
+	sf, err := parseFlags([]string{"--heartbeat", "5s", "--log-format", "json"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := sf.cfg
 	if cfg.Addr != "0.0.0.0:9999" || cfg.MaxTokenLifetime != 2*time.Hour || cfg.Heartbeat != 5*time.Second ||
-		len(cfg.NATS.URLs) != 2 || cfg.DataDir != "./data" || lo.format != "json" {
-		t.Fatalf("config %+v, log %+v", cfg, lo)
+		len(cfg.NATS.URLs) != 2 || cfg.DataDir != "./data" || sf.log.format != "json" {
+		t.Fatalf("config %+v, log %+v", cfg, sf.log)
 	}
-	if _, _, err := parseFlags([]string{"--help"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseFlags([]string{"--help"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
 	}
-	if _, _, err := parseFlags([]string{"extra"}, func(string) string { return "" }, io.Discard); err == nil {
+	if _, err := parseFlags([]string{"extra"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("a stray argument was accepted")
 	}
 }

@@ -215,3 +215,21 @@ func (v *uint64Value) Set(s string) error {
 	return nil
 }
 func (v *uint64Value) String() string { return strconv.FormatUint(uint64(*v), 10) }
+
+// Float64 registers a floating-point flag.
+func (s *Set) Float64(p *float64, name string, def float64, usage string) {
+	*p = def
+	s.Var((*float64Value)(p), name, usage)
+}
+
+type float64Value float64
+
+func (v *float64Value) Set(s string) error {
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return errors.New("want a number")
+	}
+	*v = float64Value(n)
+	return nil
+}
+func (v *float64Value) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
