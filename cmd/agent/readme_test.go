@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
+)
+
+// TestREADMEWalkthrough runs the README's "Try it" commands as printed,
+// against the real broadcaster and sidecar binaries (only the addresses
+// are changed), and checks they print 200, then 401.
+func TestREADMEWalkthrough(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
+			t.Fatal("curl is required (REVOCAST_REQUIRE_CURL is set) but not installed")
+		}
+		t.Skip("curl not installed; .ci/run installs it")
+	}
+	doc, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	start := strings.Index(text, "### Try it: the sidecar in front of curl")
+	if start < 0 {
+		t.Fatal("README.md lost its walkthrough")
+	}
+	text = text[start:]
+	text = text[:strings.Index(text[4:], "\n### ")+4]
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(text, -1)
+	if len(blocks) != 2 {
+		t.Fatalf("want 2 sh blocks in the walkthrough, found %d", len(blocks))
+	}
+
+	root, _ := filepath.Abs("../..")
+	demo := t.TempDir()
+	fix := func(script string) string {
+		return strings.ReplaceAll(script, "/tmp/revocast-demo", demo)
+	}
+	runScript := func(script string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-euc", script)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s\n%s", err, script, out)
+		}
+		return string(out)
+	}
+
+	// first block: the key, and the sidecar (started here instead)
+	var keygen []string
+	var agentArgs []string
+	for _, line := range strings.Split(strings.TrimSpace(blocks[0][1]), "\n") {
+		if rest, ok := strings.CutPrefix(line, "go run ./cmd/agent "); ok {
+			agentArgs = strings.Fields(fix(rest))
+			continue
+		}
+		keygen = append(keygen, line)
+	}
+	runScript(fix(strings.Join(keygen, "\n")))
+	b := testutil.Start(t, "broadcaster", "/readyz", "--addr", "127.0.0.1:0", "--data", t.TempDir())
+	args := append([]string{"--addr", "127.0.0.1:0", "--broadcaster", b.URL}, agentArgs...)
+	a := testutil.Start(t, "agent", "/readyz", args...)
+
+	script := fix(blocks[1][1])
+	script = strings.ReplaceAll(script, "localhost:8080", strings.TrimPrefix(b.URL, "http://"))
+	script = strings.ReplaceAll(script, "localhost:9090", strings.TrimPrefix(a.URL, "http://"))
+	out := runScript(script)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if n := len(lines); n >= 3 && lines[n-1] == "200" {
+		// The revocation reaches the agent within milliseconds, but the
+		// script may be faster still: ask again until it is refused.
+		scriptLines := strings.Split(strings.TrimSpace(script), "\n")
+		last := "TOKEN=$(" + strings.SplitN(scriptLines[0], "$(", 2)[1] + "\n" + scriptLines[len(scriptLines)-1]
+		for i := 0; i < 50 && lines[n-1] == "200"; i++ {
+			time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+			lines[n-1] = strings.TrimSpace(runScript(last))
+		}
+	}
+	if len(lines) < 3 || lines[0] != "200" || lines[len(lines)-1] != "401" || !strings.Contains(out, `"jti":"demo-1"`) {
+		t.Fatalf("walkthrough printed:\n%s", out)
+	}
+}
