@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/revocast/revocast/api"
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
@@ -39,6 +40,7 @@ func (s *Server) routes() http.Handler {
 	// reconnects at once, and EventSource gives up for good on a 429
 	mux.HandleFunc("GET /v1/events", s.access(eventsRole, false, s.handleEvents))
 	mux.HandleFunc("OPTIONS /v1/events", s.handleEventsPreflight)
+	mux.HandleFunc("GET /v1/openapi.json", s.handleOpenAPI)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", s.metrics.handler())
@@ -77,7 +79,7 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 	s.metrics.rejected.WithLabelValues("unavailable").Inc()
 	w.Header().Set("Retry-After", "1")
 	writeError(w, http.StatusServiceUnavailable,
-		"the revocation log did not acknowledge the write in time; retry with the same Idempotency-Key", "")
+		"the revocation log did not acknowledge the write in time; retry (with the same Idempotency-Key, if you sent one)", "")
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
@@ -240,12 +242,12 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 }
 
 func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client left; nothing to answer
+	}
 	if errors.Is(err, natslog.ErrUnavailable) || errors.Is(err, natslog.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
 		s.unavailable(w, r, err)
 		return
-	}
-	if r.Context().Err() != nil {
-		return // the client left; nothing to answer
 	}
 	s.internalError(w, r, err)
 }
@@ -264,7 +266,10 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 		}
 		msgID := natslog.NewIdempotencyKey()
 		if idem != "" {
-			msgID = idem + "/" + strconv.Itoa(i)
+			// the item's key is part of the ID: a reused Idempotency-Key
+			// with other content stores the new items instead of
+			// answering "duplicate" for revocations never stored
+			msgID = idem + "/" + strconv.Itoa(i) + "/" + revs[i].Key
 		}
 		items = append(items, natslog.Item{Revocation: &revs[i], IdemKey: msgID})
 		index = append(index, i)
@@ -274,7 +279,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 	for j, res := range s.store.PublishBatch(r.Context(), items) {
 		out := &answer.Revocations[index[j]]
 		if res.Err != nil {
-			out.Status, out.Error = "failed", "not acknowledged by the revocation log; retry with the same Idempotency-Key"
+			out.Status, out.Error = "failed", "not acknowledged by the revocation log; retry the batch (with the same Idempotency-Key, if you sent one)"
 			answer.Failed++
 			s.log.Warn("batch item not acknowledged", "key", out.Key, "err", res.Err)
 			continue
@@ -296,12 +301,15 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 	if maxSeq > 0 {
 		s.waitApplied(r.Context(), maxSeq)
 	}
-	if answer.Failed > 0 {
+	switch {
+	case answer.Failed > 0:
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, answer)
-		return
+	case answer.Created > 0:
+		writeJSON(w, http.StatusCreated, answer)
+	default: // nothing new: all duplicates or expired, as a single POST
+		writeJSON(w, http.StatusOK, answer)
 	}
-	writeJSON(w, http.StatusCreated, answer)
 }
 
 func (s *Server) audit(r *http.Request, action, key, reason string, seq uint64) {
@@ -456,6 +464,12 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(append(data, '\n'))
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Write(api.OpenAPI)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

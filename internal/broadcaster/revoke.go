@@ -35,11 +35,28 @@ const maxRevokeForm = 64 << 10
 // As RFC 7009 §2.2 says, the answer is 200 also for a token that is
 // invalid, unknown or already expired: nothing is revoked then.
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	caller, hasCaller := s.callerForRevoke(r)
+	if !hasCaller {
+		if s.cfg.TokenVerifier == nil {
+			// authenticate answers 401/403 with the reason
+			if _, ok := s.authenticate(w, r, auth.RoleRevoker); !ok {
+				return
+			}
+		}
+		// token holders are rate limited by their address
+		caller = auth.Principal{Name: "token", Kind: "anonymous"}
+	}
+	if !s.allow(w, r, caller) {
+		return
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeForm)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.reject(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "form larger than 64 KiB", "")
+			s.metrics.rejected.WithLabelValues("body_too_large").Inc()
+			writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "form larger than 64 KiB")
 			return
 		}
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
@@ -48,21 +65,6 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	token := r.PostForm.Get("token")
 	if token == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the token parameter is required")
-		return
-	}
-
-	caller, hasCaller := s.callerForRevoke(r)
-	if !hasCaller {
-		// token holders are rate limited by their address
-		caller = auth.Principal{Name: "token", Kind: "anonymous"}
-	}
-	if !hasCaller && s.cfg.TokenVerifier == nil {
-		// authenticate answers 401/403 with the reason
-		if _, ok := s.authenticate(w, r, auth.RoleRevoker); !ok {
-			return
-		}
-	}
-	if !s.allow(w, r, caller) {
 		return
 	}
 
@@ -114,19 +116,14 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := s.store.Publish(r.Context(), &rev, natslog.NewIdempotencyKey())
 	if err != nil {
-		if errors.Is(err, natslog.ErrUnavailable) || errors.Is(err, natslog.ErrClosed) {
-			// RFC 7009 §2.2.1: 503 with Retry-After
-			s.unavailable(w, r, err)
-			return
-		}
-		s.internalError(w, r, err)
+		// RFC 7009 §2.2.1 allows 503 with Retry-After
+		s.writeFailed(w, r, err)
 		return
 	}
 	s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
 	s.log.Info("revoked", "audit", true, "actor", caller.Name, "key", rev.Key, "reason", rev.Reason,
 		"seq", p.Seq, "remote", r.RemoteAddr, "via", "rfc7009")
 	s.waitApplied(r.Context(), p.Seq)
-	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,8 +38,10 @@ type Server struct {
 	hub     *hub.Hub
 	auth    *auth.Authenticator
 	limiter *rateLimiter
-	http    *http.Server
-	ln      net.Listener
+	// streamsOpen counts /v1/events requests past the subscriber cap check.
+	streamsOpen atomic.Int64
+	http        *http.Server
+	ln          net.Listener
 
 	// streams ends every SSE response when shutdown begins, so that
 	// http.Server.Shutdown does not wait for ever on open streams.

@@ -36,6 +36,12 @@ const (
 )
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	// CORS headers go on every answer, errors included, so a browser can
+	// read why it was refused
+	if origin := s.allowedOrigin(r); origin != "" {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Add("Vary", "Origin")
+	}
 	raw, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if raw == "" {
 		raw, field = r.URL.Query().Get("last_event_id"), "last_event_id"
@@ -55,12 +61,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		mode = fromID
 	}
 
-	if s.hub.Stats().Subscribers >= int64(s.cfg.MaxSubscribers) {
+	// reserve a place atomically, so that a burst of connections cannot
+	// overshoot the cap
+	if s.streamsOpen.Add(1) > int64(s.cfg.MaxSubscribers) {
+		s.streamsOpen.Add(-1)
 		w.Header().Set("Retry-After", "5")
 		s.refuse(w, r, http.StatusServiceUnavailable, "too_many_subscribers",
 			"this broadcaster serves its maximum number of subscribers; retry later or use another one", "", nil)
 		return
 	}
+	defer s.streamsOpen.Add(-1)
 
 	// Streams end when the client leaves or the server shuts down.
 	ctx, cancel := context.WithCancel(r.Context())
@@ -87,9 +97,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	var opts []sse.StreamOption
 	opts = append(opts, sse.WithRetry(s.cfg.Retry), sse.WithWriteTimeout(s.cfg.WriteTimeout))
-	if origin := s.allowedOrigin(r); origin != "" {
-		opts = append(opts, sse.WithStreamHeader("Access-Control-Allow-Origin", origin), sse.WithStreamHeader("Vary", "Origin"))
-	}
 	st, err := sse.Start(w, r, opts...)
 	if err != nil {
 		s.log.Debug("cannot start stream", "err", err)

@@ -227,6 +227,9 @@ const MaxBatch = 10_000
 // reports which form it was. Errors are *FieldErrors; inside a batch the field
 // names the item ("revocations[3].sub").
 func DecodeRequest(data []byte, maxBatch int) (revs []Revocation, batch bool, err error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, false, &FieldError{Problem: "empty body: a JSON object is required"}
+	}
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal(data, &probe); err != nil {
 		return nil, false, jsonFieldError(err)

@@ -190,7 +190,9 @@ func (l *Log) ensureStream(ctx context.Context) error {
 }
 
 func (l *Log) tryEnsureStream(ctx context.Context) error {
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// short attempts: while a cluster elects its meta leader a request
+	// waits for its whole timeout
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	st, err := l.js.Stream(actx, l.cfg.StreamName)
 	switch {
@@ -487,7 +489,7 @@ func (l *Log) Get(ctx context.Context, key string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	if err != nil {
-		return Record{}, err
+		return Record{}, fmt.Errorf("%w: read %s: %v", ErrUnavailable, key, err)
 	}
 	rec, err := decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix)
 	if err != nil {

@@ -40,9 +40,13 @@ func startEmbedded(cfg *Config) (*server.Server, error) {
 		StoreDir:   storeDir,
 		NoSigs:     true,
 		DontListen: true,
-		NoLog:      false,
 	}
 	if cfg.ClusterName != "" {
+		// nats-server starts routing only once its client listener is up, so
+		// a clustered server gets one, on a random loopback port that
+		// nothing else uses.
+		opts.DontListen = false
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 		host, port, err := splitHostPort(cfg.ClusterAddr)
 		if err != nil {
 			return nil, fmt.Errorf("cluster address %q: %w", cfg.ClusterAddr, err)

@@ -1,0 +1,100 @@
+package natslog
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// clusterConfigs returns the configurations of n embedded servers that form
+// one cluster on loopback, each with its own data directory.
+func clusterConfigs(t *testing.T, n int) []Config {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	cfgs := make([]Config, n)
+	for i := range cfgs {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
+		}
+		cfgs[i] = Config{
+			DataDir:     t.TempDir(),
+			ServerName:  fmt.Sprintf("n%d", i+1),
+			ClusterName: "revocast-test",
+			ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			Routes:      routes,
+			Replicas:    n,
+		}
+	}
+	return cfgs
+}
+
+// TestClusterReplicatesWithIdenticalSequences: three embedded servers form
+// a cluster; what one publishes, the others hold with the same sequence and
+// the same epoch.
+func TestClusterReplicatesWithIdenticalSequences(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a 3-node cluster; skipped under -short")
+	}
+	cfgs := clusterConfigs(t, 3)
+	logs := make([]*Log, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			logs[i], errs[i] = Open(ctx, cfgs[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+		t.Cleanup(func() { logs[i].Close() })
+	}
+	epoch := logs[0].Epoch()
+	for i, l := range logs {
+		if l.Epoch() != epoch {
+			t.Fatalf("node %d has epoch %d, node 1 %d", i+1, l.Epoch(), epoch)
+		}
+	}
+	var seqs []uint64
+	for i, l := range logs {
+		p, err := l.Publish(ctx, prepare(t, fmt.Sprintf(`{"jti":"c%d"}`, i)), "")
+		if err != nil {
+			t.Fatalf("publish on node %d: %v", i+1, err)
+		}
+		seqs = append(seqs, p.Seq)
+	}
+	for i, l := range logs {
+		f := follow(t, l, 0)
+		recs := f.waitFor(t, 3)
+		for j, r := range recs {
+			if r.Seq != seqs[j] || r.Revocation.JTI != fmt.Sprintf("c%d", j) {
+				t.Fatalf("node %d record %d: seq %d jti %s, want seq %d", i+1, j, r.Seq, r.Revocation.JTI, seqs[j])
+			}
+		}
+	}
+}
