@@ -107,7 +107,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
-	return broadcaster.Run(ctx, cfg)
+	if err := broadcaster.Run(ctx, cfg); err != nil {
+		if errors.Is(err, broadcaster.ErrInsecure) {
+			return &exitError{exitUsage, err}
+		}
+		return err
+	}
+	return nil
 }
 
 type logOptions struct {

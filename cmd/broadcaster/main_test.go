@@ -216,3 +216,22 @@ func TestCurlFollowsTheStream(t *testing.T) {
 		t.Fatalf("resumed stream:\n%s", got)
 	}
 }
+
+// TestBinaryRefusesPublicAddressWithoutCredentials runs the real binary as
+// an operator would: it must exit at once, non-zero, saying what to do.
+func TestBinaryRefusesPublicAddressWithoutCredentials(t *testing.T) {
+	bin := testutil.Binary(t, "broadcaster")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--addr", "0.0.0.0:0", "--data", t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	for _, want := range []string{"refusing to listen beyond loopback without credentials", "--api-keys", "--insecure"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the message lacks %q:\n%s", want, out)
+		}
+	}
+}
