@@ -14,20 +14,21 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultAddr             = "127.0.0.1:8080"
-	DefaultDataDir          = "./data"
-	DefaultHeartbeat        = 15 * time.Second
-	DefaultRetry            = 2 * time.Second
-	DefaultMaxBodyBytes     = 1 << 20
-	DefaultMaxBatch         = events.MaxBatch
-	DefaultListLimit        = 100
-	MaxListLimit            = 1000
-	DefaultShutdownTimeout  = 10 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultSweepInterval    = 10 * time.Second
-	DefaultResumeWait       = 5 * time.Second
-	DefaultReadHeaderTimout = 10 * time.Second
-	DefaultIdleTimeout      = 2 * time.Minute
+	DefaultAddr               = "127.0.0.1:8080"
+	DefaultDataDir            = "./data"
+	DefaultHeartbeat          = 15 * time.Second
+	DefaultRetry              = 2 * time.Second
+	DefaultMaxBodyBytes       = 1 << 20
+	DefaultMaxBatch           = events.MaxBatch
+	DefaultListLimit          = 100
+	MaxListLimit              = 1000
+	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultSweepInterval      = 10 * time.Second
+	DefaultEpochCheckInterval = 5 * time.Second
+	DefaultResumeWait         = 5 * time.Second
+	DefaultReadHeaderTimout   = 10 * time.Second
+	DefaultIdleTimeout        = 2 * time.Minute
 )
 
 // Config is everything the broadcaster needs; the zero value of a field means
@@ -61,6 +62,9 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
 	SweepInterval     time.Duration
+	// EpochCheckInterval is how often the stream's identity is checked (an
+	// external NATS stream may be deleted and created again).
+	EpochCheckInterval time.Duration
 
 	// Access. Auth nil or without credentials: everyone may do everything,
 	// and the server only listens on loopback unless Insecure.
@@ -115,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.EpochCheckInterval <= 0 {
+		c.EpochCheckInterval = DefaultEpochCheckInterval
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval

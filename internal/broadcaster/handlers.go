@@ -476,16 +476,35 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readiness is the body of /readyz.
+type readiness struct {
+	Status string `json:"status"`
+	Head   string `json:"head,omitempty"`
+	// Server is this node's NATS server name; StreamLeader the server
+	// leading the stream (in a cluster), when known.
+	Server       string `json:"server,omitempty"`
+	StreamLeader string `json:"stream_leader,omitempty"`
+}
+
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ans := readiness{Server: s.cfg.NATS.ServerName}
 	select {
-	case <-s.hub.Ready():
+	case <-s.ready:
 	default:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "catching up with the revocation log"})
+		ans.Status = "catching up with the revocation log"
+		writeJSON(w, http.StatusServiceUnavailable, ans)
 		return
 	}
 	if !s.store.Healthy() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "revocation log unreachable"})
+		ans.Status = "revocation log unreachable"
+		writeJSON(w, http.StatusServiceUnavailable, ans)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "head": s.hub.HeadID()})
+	ans.Status, ans.Head = "ready", s.hub.HeadID()
+	if r.URL.Query().Has("leader") {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		ans.StreamLeader, _ = s.store.StreamLeader(ctx)
+		cancel()
+	}
+	writeJSON(w, http.StatusOK, ans)
 }

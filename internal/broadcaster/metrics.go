@@ -21,7 +21,15 @@ type metrics struct {
 	rejected       *prometheus.CounterVec
 }
 
-func newMetrics(h *hub.Hub) *metrics {
+func newMetrics(current func() *hub.Hub) *metrics {
+	stat := func(f func(*hub.Hub) float64) func() float64 {
+		return func() float64 {
+			if h := current(); h != nil {
+				return f(h)
+			}
+			return 0
+		}
+	}
 	reg := prometheus.NewRegistry()
 	m := &metrics{
 		registry: reg,
@@ -51,19 +59,19 @@ func newMetrics(h *hub.Hub) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "subscribers",
 			Help: "Connected SSE subscribers.",
-		}, func() float64 { return float64(h.Stats().Subscribers) }),
+		}, stat(func(h *hub.Hub) float64 { return float64(h.Stats().Subscribers) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "slow_subscriber_disconnects_total",
 			Help: "Subscribers disconnected because their buffer was full.",
-		}, func() float64 { return float64(h.Stats().SlowDisconnects) }),
+		}, stat(func(h *hub.Hub) float64 { return float64(h.Stats().SlowDisconnects) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "live_entries",
 			Help: "Live revocations and lifts held in the in-memory mirror.",
-		}, func() float64 { return float64(h.Stats().Entries) }),
+		}, stat(func(h *hub.Hub) float64 { return float64(h.Stats().Entries) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "head_sequence",
 			Help: "Stream sequence of the last event fanned out.",
-		}, func() float64 { return float64(h.Head()) }),
+		}, stat(func(h *hub.Hub) float64 { return float64(h.Head()) })),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

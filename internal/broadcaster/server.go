@@ -47,6 +47,13 @@ type Server struct {
 	// http.Server.Shutdown does not wait for ever on open streams.
 	streams    context.Context
 	endStreams context.CancelFunc
+	// router is the full API, installed once the log is open.
+	router atomic.Pointer[http.Handler]
+	opened chan struct{} // closed when the log is open (router set)
+	// stopFollow ends the current consumer, so that follow checks the epoch.
+	followMu   sync.Mutex
+	stopFollow context.CancelFunc
+	ready      chan struct{} // closed when the mirror has caught up
 	// background runs the consumer and the sweeper.
 	background    context.Context
 	endBackground context.CancelFunc
@@ -72,6 +79,15 @@ func New(cfg Config) (*Server, error) {
 			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge),
 		},
 	}
+	s.opened, s.ready = make(chan struct{}), make(chan struct{})
+	s.metrics = newMetrics(func() *hub.Hub {
+		select {
+		case <-s.opened:
+			return s.hub
+		default:
+			return nil
+		}
+	})
 	s.streams, s.endStreams = context.WithCancel(context.Background())
 	s.background, s.endBackground = context.WithCancel(context.Background())
 	return s, nil
@@ -86,9 +102,16 @@ func maxExpiry(maxAge time.Duration) time.Duration {
 	return maxAge - time.Hour
 }
 
-// Start opens the log, starts following it and listens. It returns once the
-// listener is bound; /v1/events holds its requests until the mirror has
-// caught up with the log.
+// Start binds the listener and starts serving at once, then opens the log in
+// the background: in a cluster the JetStream meta leader and the stream
+// exist only once a quorum of peers is up, and meanwhile /healthz must
+// answer (or an orchestrator restarts the pod). Until the log is open and
+// the mirror caught up, /readyz answers 503, /v1/events holds its requests
+// and the revocation API answers 503 with Retry-After.
+//
+// Start fails fast on what retrying cannot fix: an exposed address without
+// credentials, an address in use, an unusable data directory or NATS
+// configuration.
 func (s *Server) Start(ctx context.Context) error {
 	addr := s.cfg.Addr
 	if s.cfg.Listener != nil {
@@ -97,14 +120,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.cfg.checkExposure(addr); err != nil {
 		return err
 	}
-	store, err := natslog.Open(ctx, s.cfg.NATS)
+	store, err := natslog.Connect(s.cfg.NATS)
 	if err != nil {
 		return fmt.Errorf("open revocation log: %w", err)
 	}
-	s.store = store
-	s.hub = hub.New(store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag))
-	s.metrics = newMetrics(s.hub)
-
 	ln := s.cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
@@ -113,17 +132,15 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	s.ln = ln
+	s.store = store
 	s.http = &http.Server{
-		Handler:           s.routes(),
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.http.RegisterOnShutdown(s.endStreams)
 
-	s.wg.Add(2)
-	go s.follow()
-	go s.sweep()
 	scheme := "http"
 	if s.cfg.TLSCertFile != "" {
 		scheme = "https"
@@ -139,7 +156,9 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
-	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "scheme", scheme, "epoch", store.Epoch(),
+	s.wg.Add(1)
+	go s.open()
+	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "scheme", scheme,
 		"nats", natsMode(s.cfg.NATS), "data", s.cfg.DataDir)
 	switch {
 	case s.auth.Enabled():
@@ -152,6 +171,66 @@ func (s *Server) Start(ctx context.Context) error {
 			"anyone who reaches " + ln.Addr().String() + " can revoke any token and read who was banned")
 	}
 	return nil
+}
+
+// open waits for the stream, then builds the mirror, starts the consumer
+// and the sweeper and switches the HTTP server to the full API.
+func (s *Server) open() {
+	defer s.wg.Done()
+	if err := s.store.EnsureStream(s.background); err != nil {
+		if s.background.Err() == nil {
+			s.log.Error("revocation log unavailable", "err", err)
+		}
+		return
+	}
+	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag))
+	s.hub = h
+	router := s.routes()
+	s.router.Store(&router)
+	s.wg.Add(4)
+	go s.follow()
+	go s.sweep()
+	go s.watchEpoch()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-h.Ready():
+			s.log.Info("broadcaster ready", "epoch", s.store.Epoch(), "head", h.HeadID(), "entries", h.Len())
+			close(s.ready)
+		case <-s.background.Done():
+		}
+	}()
+	close(s.opened)
+}
+
+// serveHTTP serves the full API once the log is open; before that, the
+// probes, metrics and the API description, and it holds or refuses the rest.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := s.router.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	switch {
+	case r.URL.Path == "/healthz":
+		s.handleHealth(w, r)
+	case r.URL.Path == "/readyz":
+		writeJSON(w, http.StatusServiceUnavailable, readiness{Status: "waiting for the revocation log (JetStream meta leader and stream)", Server: s.cfg.NATS.ServerName})
+	case r.URL.Path == "/metrics":
+		s.metrics.handler().ServeHTTP(w, r)
+	case r.URL.Path == "/v1/openapi.json":
+		s.handleOpenAPI(w, r)
+	case r.URL.Path == "/v1/events" && r.Method == http.MethodGet:
+		// EventSource gives up for good on a 5xx: hold the request
+		select {
+		case <-s.opened:
+			(*s.router.Load()).ServeHTTP(w, r)
+		case <-r.Context().Done():
+		case <-s.streams.Done():
+		}
+	default:
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "the revocation log is not available yet; retry shortly", "")
+	}
 }
 
 func natsMode(c natslog.Config) string {
@@ -167,19 +246,39 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Registry holds the server's metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.registry }
 
-// Ready is closed once the mirror has caught up with the log.
-func (s *Server) Ready() <-chan struct{} { return s.hub.Ready() }
+// Ready is closed once the log is open and the mirror has caught up with it.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // follow is the one consumer of this process: it feeds the hub from the log
-// and starts again after the last applied sequence when it fails.
+// and starts again after the last applied sequence when it fails. When the
+// stream turns out to be a new instance (deleted and created again in an
+// external NATS), the hub is reset to the new epoch, which disconnects
+// every subscriber: they come back with IDs of the old epoch and are told
+// to reset.
 func (s *Server) follow() {
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
 	for s.background.Err() == nil {
+		fctx, cancel := context.WithCancel(s.background)
+		s.followMu.Lock()
+		s.stopFollow = cancel
+		s.followMu.Unlock()
 		from := s.hub.Head() + 1
-		err := s.store.Follow(s.background, from, s.apply, s.hub.SetReady)
+		err := s.store.Follow(fctx, from, s.apply, s.hub.SetReady)
+		cancel()
 		if s.background.Err() != nil {
 			return
+		}
+		before := s.store.Epoch()
+		if changed, cerr := s.store.EpochChanged(s.background); cerr == nil && changed {
+			if err := s.store.EnsureStream(s.background); err != nil {
+				continue
+			}
+			s.log.Warn("the stream is a new instance: subscribers will be told to reset",
+				"old_epoch", before, "epoch", s.store.Epoch())
+			s.hub.Reset(s.store.Epoch())
+			backoff = 100 * time.Millisecond
+			continue
 		}
 		s.log.Warn("following the log failed; resuming", "from", from, "err", err, "in", backoff)
 		select {
@@ -188,6 +287,32 @@ func (s *Server) follow() {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// watchEpoch notices a stream that was deleted or created anew while the
+// consumer keeps running (an ordered consumer would carry on on the new
+// stream from the old sequence) and restarts the consumer.
+func (s *Server) watchEpoch() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.EpochCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.background.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.background, 5*time.Second)
+		changed, err := s.store.EpochChanged(ctx)
+		cancel()
+		if err == nil && changed {
+			s.followMu.Lock()
+			if s.stopFollow != nil {
+				s.stopFollow()
+			}
+			s.followMu.Unlock()
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/sse"
 )
@@ -27,6 +28,9 @@ import (
 func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second, Logger: testLogger(t)}
+	if strings.HasPrefix(t.Name(), externalSuite+"/") {
+		cfg.NATS.URLs = []string{testutil.StartNATS(t).URL}
+	}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -121,10 +121,26 @@ type Log struct {
 	epoch uint64
 }
 
-// Open starts or connects to NATS and makes sure the stream exists with the
-// right configuration. It retries stream creation until ctx ends, because in
-// a cluster the peers may still be coming up.
+// Open connects (Connect) and makes sure the stream exists with the right
+// configuration (EnsureStream), retrying until ctx ends.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
+	l, err := Connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.EnsureStream(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Connect starts the embedded NATS server and connects to it in-process, or
+// connects to an external deployment. It fails fast on what retrying cannot
+// fix (an unusable data directory, a cluster port in use, unreadable
+// credentials); an external deployment that is down is retried in the
+// background. The stream is not touched: call EnsureStream.
+func Connect(cfg Config) (*Log, error) {
 	cfg.setDefaults()
 	l := &Log{cfg: cfg, log: cfg.Logger}
 	var err error
@@ -144,10 +160,6 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if l.js, err = jetstream.New(l.nc); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	if err := l.ensureStream(ctx); err != nil {
-		l.Close()
-		return nil, err
 	}
 	return l, nil
 }
@@ -170,9 +182,12 @@ func (l *Log) streamConfig(epoch uint64) jetstream.StreamConfig {
 	}
 }
 
-// ensureStream creates the stream, or updates it to our configuration while
-// keeping the epoch it was created with.
-func (l *Log) ensureStream(ctx context.Context) error {
+// EnsureStream creates the stream, or updates it to our configuration while
+// keeping the epoch it was created with, retrying until ctx ends: in a
+// cluster the peers and the JetStream meta leader may still be coming up.
+// It also refreshes Epoch, which changes if the stream was deleted and
+// created again.
+func (l *Log) EnsureStream(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := l.tryEnsureStream(ctx)
@@ -237,6 +252,24 @@ func needsUpdate(have, want jetstream.StreamConfig) bool {
 		have.Duplicates != want.Duplicates || !have.AllowMsgTTL || have.Replicas != want.Replicas ||
 		!have.AllowDirect || have.Metadata[metadataEpoch] != want.Metadata[metadataEpoch] ||
 		len(have.Subjects) != 1 || have.Subjects[0] != want.Subjects[0]
+}
+
+// EpochChanged reports whether the stream in NATS is no longer the instance
+// this Log serves (deleted, or deleted and created again), without changing
+// anything. Call EnsureStream to switch to the new instance.
+func (l *Log) EpochChanged(ctx context.Context) (bool, error) {
+	st, err := l.js.Stream(ctx, l.cfg.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	epoch, err := strconv.ParseUint(st.CachedInfo().Config.Metadata[metadataEpoch], 10, 64)
+	if err != nil {
+		return true, nil
+	}
+	return epoch != l.Epoch(), nil
 }
 
 // Epoch identifies the stream instance; it is the first half of event IDs.
@@ -649,6 +682,19 @@ func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, ca
 			signal()
 		}
 	}
+}
+
+// StreamLeader names the server that leads the stream (its NATS server
+// name), or "" outside a cluster.
+func (l *Log) StreamLeader(ctx context.Context) (string, error) {
+	info, err := l.currentStream().Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.Cluster == nil {
+		return "", nil
+	}
+	return info.Cluster.Leader, nil
 }
 
 // Healthy reports whether the connection to NATS is up.

@@ -90,7 +90,9 @@ func connectExternal(cfg *Config) (*nats.Conn, error) {
 		nats.Name("revocast-broadcaster"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
-		nats.RetryOnFailedConnect(false),
+		// a deployment that is down at start-up is retried like one that
+		// goes down later; EnsureStream waits for it
+		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			cfg.Logger.Warn("disconnected from NATS", "err", err)
 		}),
