@@ -1,0 +1,311 @@
+package faults
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/pkg/agent"
+	"github.com/revocast/revocast/pkg/sse"
+)
+
+// TestSingleNodeSIGKILLDuringPosts: a single node with its file store is
+// killed without warning while revocations are posted, and restarted on
+// the same data. Every revocation that got a 2xx is in the state and
+// reaches a connected agent; the one in flight is retried with its
+// Idempotency-Key and stored once.
+func TestSingleNodeSIGKILLDuringPosts(t *testing.T) {
+	skipShort(t)
+	n := singleNode(t)
+	n.start(t)
+	n.waitReady(t, 30*time.Second)
+	a := newAgent(t, []string{n.url()})
+	p := newPoster(t, []*node{n})
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.run(ctx, "solo", 5*time.Millisecond) })
+	waitAcked(t, p, 100)
+	n.kill()
+	killedAt := len(p.ackedJTIs())
+	n.start(t)
+	n.waitReady(t, 30*time.Second)
+	waitAcked(t, p, killedAt+100)
+	stop()
+	wg.Wait()
+
+	acked := p.ackedJTIs()
+	holdsExactly(t, "agent", a, acked, 30*time.Second)
+	fresh := newAgent(t, []string{n.url()})
+	holdsExactly(t, "fresh agent", fresh, acked, 30*time.Second)
+	t.Logf("single node SIGKILL: %d revocations acknowledged (%d before the kill), all held by the connected and a fresh agent; %d connection errors, %d refusals while down",
+		len(acked), killedAt, p.errors, p.refusals)
+}
+
+func waitAcked(t *testing.T, p *poster, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for len(p.ackedJTIs()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d revocations acknowledged after 60s", len(p.ackedJTIs()), n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// agentsOnEveryNode starts agents, each with all URLs (they pick one at
+// random), until every node serves at least one of them.
+func agentsOnEveryNode(t *testing.T, nodes []*node) []*agent.Agent {
+	t.Helper()
+	var agents []*agent.Agent
+	for len(agents) < 12 {
+		agents = append(agents, newAgent(t, urls(nodes)))
+		covered := true
+		for _, n := range nodes {
+			if subscribers(t, n) == 0 {
+				covered = false
+			}
+		}
+		if covered && len(agents) >= 3 {
+			return agents
+		}
+	}
+	t.Fatal("12 agents did not cover every node")
+	return nil
+}
+
+// TestClusterKillLeaderWhilePosting: three nodes, agents on every node,
+// revocations posted at a steady rate; the stream leader is killed. Writes
+// are refused (503, never acknowledged without JetStream) until a new
+// leader is elected, agents on the dead node move to the others, and at
+// the end every agent holds exactly the acknowledged revocations.
+func TestClusterKillLeaderWhilePosting(t *testing.T) {
+	skipShort(t)
+	nodes := cluster(t)
+	startAll(t, nodes)
+	agents := agentsOnEveryNode(t, nodes)
+	p := newPoster(t, nodes)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.run(ctx, "leader", 20*time.Millisecond) })
+	waitAcked(t, p, 50)
+
+	dead := leader(t, nodes)
+	onDead := subscribers(t, dead)
+	killedAt := time.Now()
+	dead.kill()
+	before := len(p.ackedJTIs())
+	// failover: until a revocation posted after the kill is acknowledged
+	deadline := time.Now().Add(60 * time.Second)
+	var failover time.Duration
+	for failover == 0 {
+		p.mu.Lock()
+		for _, at := range p.ackedAt {
+			if at.After(killedAt) && failover == 0 {
+				failover = at.Sub(killedAt)
+			}
+		}
+		p.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("no write acknowledged within 60s of killing the leader")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	waitAcked(t, p, before+100)
+	stop()
+	wg.Wait()
+
+	acked := p.ackedJTIs()
+	for i, a := range agents {
+		holdsExactly(t, "agent "+string(rune('A'+i)), a, acked, 30*time.Second)
+	}
+	t.Logf("leader %s killed with %d agents on it; failover (kill to the first acknowledged write) %v; "+
+		"%d revocations acknowledged, %d refusals (503) and %d connection errors meanwhile; all %d agents hold exactly the acknowledged revocations",
+		dead.name, onDead, failover.Round(time.Millisecond), len(acked), p.refusals, p.errors, len(agents))
+
+	// the killed node comes back and catches up
+	dead.start(t)
+	dead.waitReady(t, 60*time.Second)
+	back := newAgent(t, []string{dead.url()})
+	holdsExactly(t, "agent on the restarted node", back, acked, 30*time.Second)
+}
+
+// TestClusterRollingRestart restarts the three nodes one after the other
+// (SIGTERM, wait until the restarted node is ready) while revocations are
+// posted: nothing acknowledged is lost.
+func TestClusterRollingRestart(t *testing.T) {
+	skipShort(t)
+	nodes := cluster(t)
+	startAll(t, nodes)
+	agents := agentsOnEveryNode(t, nodes)
+	p := newPoster(t, nodes)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.run(ctx, "rolling", 20*time.Millisecond) })
+	waitAcked(t, p, 30)
+	for _, n := range nodes {
+		if err := n.proc.Stop(20 * time.Second); err != nil {
+			t.Errorf("%s did not stop cleanly on SIGTERM: %v", n.name, err)
+		}
+		n.start(t)
+		n.waitReady(t, 60*time.Second)
+		waitAcked(t, p, len(p.ackedJTIs())+20)
+	}
+	stop()
+	wg.Wait()
+	acked := p.ackedJTIs()
+	for i, a := range agents {
+		holdsExactly(t, "agent "+string(rune('A'+i)), a, acked, 30*time.Second)
+	}
+	t.Logf("rolling restart of 3 nodes: %d revocations acknowledged, all held by %d agents; %d refusals, %d connection errors",
+		len(acked), len(agents), p.refusals, p.errors)
+}
+
+// TestClusterMinorityStopsAcknowledging: a node cut off from the other two
+// (they are killed) refuses writes, with 503 and Retry-After, instead of
+// acknowledging what it cannot replicate; when its peers return, the same
+// write (same Idempotency-Key) is acknowledged and stored once.
+func TestClusterMinorityStopsAcknowledging(t *testing.T) {
+	skipShort(t)
+	nodes := cluster(t, "--publish-timeout", "2s")
+	startAll(t, nodes)
+	survivor := nodes[0]
+	nodes[1].kill()
+	nodes[2].kill()
+
+	client := &http.Client{Timeout: 20 * time.Second}
+	postOnce := func() (int, string) {
+		req, _ := http.NewRequest("POST", survivor.url()+"/v1/revocations", strings.NewReader(`{"jti":"minority"}`))
+		req.Header.Set("Idempotency-Key", "minority-1")
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("a write to the minority took %v: it must not hang", d)
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	for i := range 3 {
+		status, retry := postOnce()
+		if status != http.StatusServiceUnavailable || retry == "" {
+			t.Fatalf("write %d to a node without quorum: %d (Retry-After %q), want 503 with Retry-After", i, status, retry)
+		}
+	}
+	nodes[1].start(t)
+	nodes[2].start(t)
+	for _, n := range nodes {
+		n.waitReady(t, 60*time.Second)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, _ := postOnce()
+		if status == http.StatusCreated || status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write is still refused 30s after the peers returned: %d", status)
+		}
+	}
+	a := newAgent(t, urls(nodes))
+	holdsExactly(t, "agent", a, []string{"minority"}, 30*time.Second)
+}
+
+// TestWipedDataDirNewEpoch: a single node's data directory is wiped and it
+// starts again with a new stream instance; a connected agent is told to
+// reset and ends up with exactly the new state, not the old one.
+func TestWipedDataDirNewEpoch(t *testing.T) {
+	skipShort(t)
+	n := singleNode(t)
+	n.start(t)
+	n.waitReady(t, 30*time.Second)
+	a := newAgent(t, []string{n.url()})
+	p := newPoster(t, []*node{n})
+	for i := range 20 {
+		p.post(context.Background(), "old-"+strconv.Itoa(i), 0)
+	}
+	holdsExactly(t, "agent before the wipe", a, p.ackedJTIs(), 20*time.Second)
+
+	n.kill()
+	if err := os.RemoveAll(n.data); err != nil {
+		t.Fatal(err)
+	}
+	n.start(t)
+	n.waitReady(t, 30*time.Second)
+	q := newPoster(t, []*node{n})
+	for i := range 5 {
+		q.post(context.Background(), "new-"+strconv.Itoa(i), 0)
+	}
+	holdsExactly(t, "agent after the wipe", a, q.ackedJTIs(), 30*time.Second)
+	if st := a.Stats(); st.Resets == 0 {
+		t.Fatalf("the agent was not told to reset: %+v", st)
+	}
+	for _, jti := range p.ackedJTIs() {
+		if _, err := a.Check(context.Background(), tokenFor(t, jti)); err != nil {
+			t.Fatalf("the agent still denies %s from the wiped stream: %v", jti, err)
+		}
+	}
+}
+
+// TestClusterResumeOnAnotherNode: sequences are the same on every node, so
+// an event ID read from one broadcaster resumes on any other: exactly the
+// events after it, no reset.
+func TestClusterResumeOnAnotherNode(t *testing.T) {
+	skipShort(t)
+	nodes := cluster(t)
+	startAll(t, nodes)
+	p := newPoster(t, nodes)
+	for i := range 10 {
+		p.post(context.Background(), "resume-"+strconv.Itoa(i), i)
+	}
+	first := readUntilSynced(t, nodes[0].url()+"/v1/events", "")
+	if len(first) != 11 {
+		t.Fatalf("node 1 replayed %d events, want 10 + synced", len(first))
+	}
+	mid := first[4].ID
+	for _, n := range nodes[1:] {
+		evs := readUntilSynced(t, n.url()+"/v1/events", mid)
+		if len(evs) != 6 || evs[0].Type == "reset" {
+			t.Fatalf("%s resumed from %s with %d events (first %+v), want the 5 after it + synced", n.name, mid, len(evs), evs[0])
+		}
+		for i, ev := range evs[:5] {
+			if ev.ID != first[5+i].ID || string(ev.Data) != string(first[5+i].Data) {
+				t.Fatalf("%s event %d: %s, node 1 had %s", n.name, i, ev.ID, first[5+i].ID)
+			}
+		}
+	}
+}
+
+func readUntilSynced(t *testing.T, url, lastEventID string) []sse.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := sse.NewDecoder(resp.Body)
+	var out []sse.Event
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			t.Fatalf("stream of %s: %v", url, err)
+		}
+		out = append(out, ev)
+		if ev.Type == "synced" {
+			return out
+		}
+	}
+}

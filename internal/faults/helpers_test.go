@@ -1,0 +1,303 @@
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/agent"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	os.Exit(code)
+}
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault test: starts, kills and restarts real broadcaster processes; skipped under -short")
+	}
+}
+
+// node is one broadcaster process with its fixed addresses, so that it can
+// be killed and started again on the same address and data.
+type node struct {
+	name        string
+	addr        string // HTTP
+	clusterAddr string // "" for a single node
+	data        string
+	args        []string
+	proc        *testutil.Process
+}
+
+func (n *node) url() string { return "http://" + n.addr }
+
+func (n *node) start(t *testing.T) {
+	t.Helper()
+	args := append([]string{"--addr", n.addr, "--data", n.data, "--server-name", n.name, "--heartbeat", "1s"}, n.args...)
+	n.proc = testutil.Start(t, "broadcaster", "", args...)
+}
+
+// waitReady waits until /readyz answers 200.
+func (n *node) waitReady(t *testing.T, d time.Duration) {
+	t.Helper()
+	n.proc.WaitReady(d, "/readyz")
+}
+
+func (n *node) kill() { n.proc.Kill() }
+
+func singleNode(t *testing.T) *node {
+	t.Helper()
+	return &node{name: "solo", addr: testutil.FreeAddr(t), data: t.TempDir()}
+}
+
+// cluster returns three nodes that form one cluster with a replicated
+// stream; start them with startAll.
+func cluster(t *testing.T, extra ...string) []*node {
+	t.Helper()
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), addr: testutil.FreeAddr(t), clusterAddr: testutil.FreeAddr(t), data: t.TempDir()}
+	}
+	var routes []string
+	for _, n := range nodes {
+		routes = append(routes, "nats://"+n.clusterAddr)
+	}
+	for _, n := range nodes {
+		n.args = append([]string{"--cluster-name", "revocast-faults", "--cluster-addr", n.clusterAddr,
+			"--routes", strings.Join(routes, ","), "--replicas", "3"}, extra...)
+	}
+	return nodes
+}
+
+func startAll(t *testing.T, nodes []*node) {
+	t.Helper()
+	for _, n := range nodes {
+		n.start(t)
+	}
+	for _, n := range nodes {
+		n.waitReady(t, 60*time.Second)
+	}
+}
+
+func urls(nodes []*node) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.url())
+	}
+	return out
+}
+
+// leader asks a node which server leads the stream.
+func leader(t *testing.T, nodes []*node) *node {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			resp, err := http.Get(n.url() + "/readyz?leader")
+			if err != nil {
+				continue
+			}
+			var r struct {
+				StreamLeader string `json:"stream_leader"`
+			}
+			json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			for _, m := range nodes {
+				if m.name == r.StreamLeader {
+					return m
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+	t.Fatal("no stream leader known after 20s")
+	return nil
+}
+
+// poster posts jti revocations, each retried with the same Idempotency-Key
+// (on any node, after connection errors and 503s) until acknowledged.
+type poster struct {
+	t      *testing.T
+	nodes  []*node
+	client *http.Client
+
+	mu       sync.Mutex
+	acked    []string           // jtis acknowledged with a 2xx
+	ackedAt  map[string]time.Time
+	refusals int                // answers 503 (with Retry-After)
+	errors   int                // connection errors
+	lastFail time.Time
+}
+
+func newPoster(t *testing.T, nodes []*node) *poster {
+	return &poster{t: t, nodes: nodes, client: &http.Client{Timeout: 15 * time.Second}, ackedAt: map[string]time.Time{}}
+}
+
+// post revokes jti, trying the nodes in turn starting at first, until a
+// 2xx or the deadline. It reports whether it was acknowledged.
+func (p *poster) post(ctx context.Context, jti string, first int) bool {
+	body := `{"jti":"` + jti + `"}`
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		n := p.nodes[(first+attempt)%len(p.nodes)]
+		req, _ := http.NewRequestWithContext(ctx, "POST", n.url()+"/v1/revocations", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "fault-"+jti)
+		resp, err := p.client.Do(req)
+		if err != nil {
+			p.mu.Lock()
+			p.errors++
+			p.lastFail = time.Now()
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == 200 || resp.StatusCode == 201:
+			p.mu.Lock()
+			p.acked = append(p.acked, jti)
+			p.ackedAt[jti] = time.Now()
+			p.mu.Unlock()
+			return true
+		case resp.StatusCode == 503:
+			if resp.Header.Get("Retry-After") == "" {
+				p.t.Errorf("503 without Retry-After from %s", n.name)
+			}
+			p.mu.Lock()
+			p.refusals++
+			p.lastFail = time.Now()
+			p.mu.Unlock()
+		default:
+			p.t.Errorf("POST %s to %s: %d", jti, n.name, resp.StatusCode)
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// run posts prefix-0, prefix-1, … every interval until ctx ends, and waits
+// for the last one to be acknowledged (within a grace period).
+func (p *poster) run(ctx context.Context, prefix string, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		// each post gets a generous deadline of its own, beyond ctx: a
+		// revocation in flight is never abandoned half-way
+		pctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if !p.post(pctx, fmt.Sprintf("%s-%d", prefix, i), i) {
+			p.t.Errorf("%s-%d never acknowledged", prefix, i)
+		}
+		cancel()
+	}
+}
+
+func (p *poster) ackedJTIs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.acked)
+}
+
+var hmacSecret = []byte("revocast fault tests: 32+ bytes of HMAC secret")
+
+// newAgent runs an embedded agent following urls until the test ends.
+func newAgent(t *testing.T, urls []string) *agent.Agent {
+	t.Helper()
+	a, err := agent.New(urls, agent.WithAlgorithms("HS256"), agent.WithHMACSecret(hmacSecret),
+		agent.WithReconnectBackoff(50*time.Millisecond, 500*time.Millisecond), agent.WithMaxStaleness(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-a.ReadyChan():
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent not ready after 30s")
+	}
+	return a
+}
+
+func tokenFor(t *testing.T, jti string) string {
+	t.Helper()
+	now := time.Now()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "user", "jti": jti, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}).SignedString(hmacSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// holdsExactly checks that the agent denies every jti and holds no other
+// revocation, waiting up to d for it to catch up.
+func holdsExactly(t *testing.T, name string, a *agent.Agent, jtis []string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		missing := 0
+		for _, jti := range jtis {
+			if _, err := a.Check(context.Background(), tokenFor(t, jti)); !errors.Is(err, agent.ErrRevoked) {
+				missing++
+			}
+		}
+		st := a.Stats()
+		held := st.Denylist.Exact + st.Denylist.Spilled + st.Denylist.ClaimRules
+		if missing == 0 && held == len(jtis) && !st.Rebuilding {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d of %d acknowledged revocations missing, %d held in all (want exactly %d); stats %+v",
+				name, missing, len(jtis), held, len(jtis), st)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// subscribers reads a node's subscriber gauge.
+func subscribers(t *testing.T, n *node) int {
+	t.Helper()
+	resp, err := http.Get(n.url() + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var count int
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "revocast_broadcaster_subscribers ") {
+			fmt.Sscanf(strings.TrimPrefix(line, "revocast_broadcaster_subscribers "), "%d", &count)
+		}
+	}
+	return count
+}
+
