@@ -137,10 +137,10 @@ type poster struct {
 	client *http.Client
 
 	mu       sync.Mutex
-	acked    []string           // jtis acknowledged with a 2xx
+	acked    []string // jtis acknowledged with a 2xx
 	ackedAt  map[string]time.Time
-	refusals int                // answers 503 (with Retry-After)
-	errors   int                // connection errors
+	refusals int // answers 503 (with Retry-After)
+	errors   int // connection errors
 	lastFail time.Time
 }
 
@@ -300,4 +300,3 @@ func subscribers(t *testing.T, n *node) int {
 	}
 	return count
 }
-
