@@ -22,6 +22,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -35,32 +36,7 @@ func startBroadcaster(t testing.TB, mod func(*broadcaster.Config)) string {
 
 func startBroadcasterServer(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
 	t.Helper()
-	cfg := broadcaster.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := broadcaster.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("broadcaster not ready after 20s")
-	}
-	return s, "http://" + s.Addr()
+	return testutil.StartBroadcaster(t, mod)
 }
 
 // syncBuffer is a bytes.Buffer that a running command may write while the

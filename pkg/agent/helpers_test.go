@@ -239,38 +239,21 @@ func runAgent(t testing.TB, a *Agent) {
 	}
 }
 
-// startBroadcaster runs an in-process broadcaster on 127.0.0.1:0.
+// startBroadcaster runs an in-process broadcaster on 127.0.0.1:0 with a
+// short heartbeat and retry, so that staleness and reconnection tests are
+// quick.
 func startBroadcaster(t testing.TB, mod func(*broadcaster.Config)) string {
 	t.Helper()
-	cfg := broadcaster.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: 500 * time.Millisecond, Retry: 100 * time.Millisecond}
-	if os.Getenv("REVOCAST_TEST_LOG") != "" {
-		cfg.Logger = testLogger(t)
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := broadcaster.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("broadcaster shutdown: %v", err)
+	_, url := testutil.StartBroadcaster(t, func(cfg *broadcaster.Config) {
+		cfg.Heartbeat, cfg.Retry = 500*time.Millisecond, 100*time.Millisecond
+		if os.Getenv("REVOCAST_TEST_LOG") != "" {
+			cfg.Logger = testLogger(t)
+		}
+		if mod != nil {
+			mod(cfg)
 		}
 	})
-	select {
-	case <-s.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("broadcaster not ready after 20s")
-	}
-	return "http://" + s.Addr()
+	return url
 }
 
 type stored struct {

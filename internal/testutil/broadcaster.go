@@ -1,0 +1,42 @@
+package testutil
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
+)
+
+// StartBroadcaster runs an in-process broadcaster on 127.0.0.1:0 with a
+// temporary data directory (embedded NATS) until the test ends, and returns
+// it with its base URL once it is ready. mod adjusts the configuration.
+func StartBroadcaster(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
+	t.Helper()
+	cfg := broadcaster.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := broadcaster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("broadcaster shutdown: %v", err)
+		}
+	})
+	select {
+	case <-s.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("broadcaster not ready after 30s")
+	}
+	return s, "http://" + s.Addr()
+}
