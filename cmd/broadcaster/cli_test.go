@@ -22,7 +22,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
-	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/internal/testutil/inprocess"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -36,7 +36,7 @@ func startBroadcaster(t testing.TB, mod func(*broadcaster.Config)) string {
 
 func startBroadcasterServer(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
 	t.Helper()
-	return testutil.StartBroadcaster(t, mod)
+	return inprocess.Broadcaster(t, mod)
 }
 
 // syncBuffer is a bytes.Buffer that a running command may write while the

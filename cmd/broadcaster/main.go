@@ -130,6 +130,8 @@ type serverFlags struct {
 	token   verifierFlags // tokens posted to POST /v1/revoke
 	// roleClaim is the operator JWT claim holding "reader" or "revoker".
 	roleClaim string
+	// clusterSecretFile holds the routes' shared secret.
+	clusterSecretFile string
 }
 
 // verifierFlags configure a JWT verifier.
@@ -166,6 +168,16 @@ func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadca
 		return cfg, err
 	}
 	cfg.Auth = auth.New(keys, operator)
+	if sf.clusterSecretFile != "" {
+		secret, err := os.ReadFile(sf.clusterSecretFile)
+		if err != nil {
+			return cfg, fmt.Errorf("cluster-secret-file: %w", err)
+		}
+		cfg.NATS.ClusterSecret = strings.TrimSpace(string(secret))
+		if len(cfg.NATS.ClusterSecret) < 16 {
+			return cfg, fmt.Errorf("cluster-secret-file %s: at least 16 characters are required", sf.clusterSecretFile)
+		}
+	}
 	if cfg.TokenVerifier, err = sf.tokenVerifier(ctx, logger); err != nil {
 		return cfg, err
 	}
@@ -238,9 +250,11 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&cfg.NATS.ClusterName, "cluster-name", "", "cluster of embedded NATS servers to form or join (empty: standalone)")
 	fs.String(&cfg.NATS.ClusterAddr, "cluster-addr", "", "host:port the embedded NATS server listens on for cluster routes")
 	fs.List(&cfg.NATS.Routes, "routes", nil, "cluster peers, nats://host:port (repeatable)")
+	fs.String(&sf.clusterSecretFile, "cluster-secret-file", "", "file holding a secret every cluster route must present (the same on every node)")
 	fs.Int(&cfg.NATS.Replicas, "replicas", 1, "replicas of the stream (3 in a cluster of three)")
 	fs.Duration(&cfg.NATS.PublishTimeout, "publish-timeout", natslog.DefaultPublishTimeout, "longest a write waits for its JetStream acknowledgement before answering 503")
 
+	fs.String(&cfg.PprofAddr, "pprof-addr", "", "loopback host:port serving net/http/pprof (empty: none)")
 	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&sf.log.format, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {

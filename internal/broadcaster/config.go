@@ -83,6 +83,9 @@ type Config struct {
 	TLSCertFile string
 	TLSKeyFile  string
 
+	// PprofAddr is a loopback host:port serving net/http/pprof; empty: none.
+	PprofAddr string
+
 	Logger *slog.Logger
 }
 

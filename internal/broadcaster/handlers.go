@@ -82,11 +82,6 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 		"the revocation log did not acknowledge the write in time; retry (with the same Idempotency-Key, if you sent one)", "")
 }
 
-func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
-	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, "internal error", "")
-}
-
 func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -245,11 +240,10 @@ func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) 
 	if r.Context().Err() != nil {
 		return // the client left; nothing to answer
 	}
-	if errors.Is(err, natslog.ErrUnavailable) || errors.Is(err, natslog.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
-		s.unavailable(w, r, err)
-		return
-	}
-	s.internalError(w, r, err)
+	// The request was valid: whatever kept the log from acknowledging it
+	// (no leader, no quorum, NATS unreachable, a timeout) is on our side and
+	// passes; the client retries, with its Idempotency-Key.
+	s.unavailable(w, r, err)
 }
 
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, idem string, start time.Time) {
@@ -324,6 +318,7 @@ func (s *Server) waitApplied(ctx context.Context, seq uint64) {
 	defer cancel()
 	if err := s.hub.WaitApplied(ctx, seq); err != nil && ctx.Err() == context.DeadlineExceeded {
 		s.log.Warn("acknowledged write not yet fanned out", "seq", seq)
+		s.restartFollow("an acknowledged write did not reach the consumer")
 	}
 }
 

@@ -40,8 +40,11 @@ type Server struct {
 	limiter *rateLimiter
 	// streamsOpen counts /v1/events requests past the subscriber cap check.
 	streamsOpen atomic.Int64
-	http        *http.Server
-	ln          net.Listener
+	// pumps counts the streams running on hijacked connections, which
+	// http.Server.Shutdown does not know about.
+	pumps sync.WaitGroup
+	http  *http.Server
+	ln    net.Listener
 
 	// streams ends every SSE response when shutdown begins, so that
 	// http.Server.Shutdown does not wait for ever on open streams.
@@ -51,9 +54,10 @@ type Server struct {
 	router atomic.Pointer[http.Handler]
 	opened chan struct{} // closed when the log is open (router set)
 	// stopFollow ends the current consumer, so that follow checks the epoch.
-	followMu   sync.Mutex
-	stopFollow context.CancelFunc
-	ready      chan struct{} // closed when the mirror has caught up
+	followMu    sync.Mutex
+	stopFollow  context.CancelFunc
+	lastRestart time.Time
+	ready       chan struct{} // closed when the mirror has caught up
 	// background runs the consumer and the sweeper.
 	background    context.Context
 	endBackground context.CancelFunc
@@ -118,6 +122,9 @@ func (s *Server) Start(ctx context.Context) error {
 		addr = s.cfg.Listener.Addr().String()
 	}
 	if err := s.cfg.checkExposure(addr); err != nil {
+		return err
+	}
+	if err := s.startPprof(s.cfg.PprofAddr); err != nil {
 		return err
 	}
 	store, err := natslog.Connect(s.cfg.NATS)
@@ -190,7 +197,7 @@ func (s *Server) open() {
 	s.wg.Add(4)
 	go s.follow()
 	go s.sweep()
-	go s.watchEpoch()
+	go s.watch()
 	go func() {
 		defer s.wg.Done()
 		select {
@@ -290,13 +297,16 @@ func (s *Server) follow() {
 	}
 }
 
-// watchEpoch notices a stream that was deleted or created anew while the
-// consumer keeps running (an ordered consumer would carry on on the new
-// stream from the old sequence) and restarts the consumer.
-func (s *Server) watchEpoch() {
+// watch restarts the consumer when it should: the stream was deleted or
+// created anew (an ordered consumer would carry on on the new stream from
+// the old sequence), or the consumer stalled — it has not moved since the
+// last look although the stream holds messages after it (seen while a
+// cluster forms or fails over: the consumer's server changes under it).
+func (s *Server) watch() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.EpochCheckInterval)
 	defer t.Stop()
+	lastHead := ^uint64(0)
 	for {
 		select {
 		case <-s.background.Done():
@@ -305,15 +315,33 @@ func (s *Server) watchEpoch() {
 		}
 		ctx, cancel := context.WithTimeout(s.background, 5*time.Second)
 		changed, err := s.store.EpochChanged(ctx)
+		head := s.hub.Head()
+		stalled := false
+		if err == nil && !changed && head == lastHead {
+			stalled, _ = s.store.HasAfter(ctx, head)
+		}
 		cancel()
-		if err == nil && changed {
-			s.followMu.Lock()
-			if s.stopFollow != nil {
-				s.stopFollow()
-			}
-			s.followMu.Unlock()
+		lastHead = head
+		switch {
+		case err == nil && changed:
+			s.restartFollow("the stream changed")
+		case stalled:
+			s.restartFollow("the consumer stalled")
 		}
 	}
+}
+
+// restartFollow ends the current consumer; follow starts a new one after
+// the last applied sequence (checking the epoch first).
+func (s *Server) restartFollow(why string) {
+	s.followMu.Lock()
+	defer s.followMu.Unlock()
+	if s.stopFollow == nil || time.Since(s.lastRestart) < time.Second {
+		return
+	}
+	s.lastRestart = time.Now()
+	s.log.Warn("restarting the consumer", "reason", why, "head", s.hub.Head())
+	s.stopFollow()
 }
 
 func (s *Server) apply(rec natslog.Record) error {
@@ -353,6 +381,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.endStreams()
+		waitGroupOrContext(ctx, &s.pumps)
 		s.endBackground()
 		s.wg.Wait()
 		if s.store != nil {
@@ -364,6 +393,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Info("broadcaster stopped")
 	})
 	return s.shutdownErr
+}
+
+func waitGroupOrContext(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // Run starts the server and serves until ctx ends, then shuts down.

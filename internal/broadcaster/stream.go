@@ -62,7 +62,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// reserve a place atomically, so that a burst of connections cannot
-	// overshoot the cap
+	// overshoot the cap; the stream gives it back when it ends
 	if s.streamsOpen.Add(1) > int64(s.cfg.MaxSubscribers) {
 		s.streamsOpen.Add(-1)
 		w.Header().Set("Retry-After", "5")
@@ -70,19 +70,20 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			"this broadcaster serves its maximum number of subscribers; retry later or use another one", "", nil)
 		return
 	}
-	defer s.streamsOpen.Add(-1)
-
-	// Streams end when the client leaves or the server shuts down.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(s.streams, cancel)
-	defer stop()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			s.streamsOpen.Add(-1)
+		}
+	}()
 
 	// EventSource gives up for good on a 5xx, so while the log is still
 	// being read the request waits instead of failing.
 	select {
 	case <-s.hub.Ready():
-	case <-ctx.Done():
+	case <-r.Context().Done():
+		return
+	case <-s.streams.Done():
 		return
 	}
 
@@ -90,48 +91,82 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	reset := false
 	if mode == fromID {
 		var err error
-		if after, err = s.resumePoint(ctx, id); err != nil {
+		if after, err = s.resumePoint(r.Context(), id); err != nil {
 			reset = true
 		}
-	}
-
-	var opts []sse.StreamOption
-	opts = append(opts, sse.WithRetry(s.cfg.Retry), sse.WithWriteTimeout(s.cfg.WriteTimeout))
-	st, err := sse.Start(w, r, opts...)
-	if err != nil {
-		s.log.Debug("cannot start stream", "err", err)
-		return
 	}
 	switch {
 	case reset:
 		s.metrics.resets.Inc()
 		s.log.Debug("subscriber reset", "last_event_id", raw, "remote", r.RemoteAddr)
-		if err := st.Send(sse.Event{Type: events.TypeReset, Data: resetData}); err != nil {
-			return
-		}
 	case mode == fromID:
 		s.metrics.replays.Inc()
 	}
-
-	var sub *hub.Subscription
-	if mode == liveOnly {
-		sub = s.hub.SubscribeAtHead()
-	} else {
-		sub = s.hub.Subscribe(after)
+	subscribe := func() *hub.Subscription {
+		if mode == liveOnly {
+			return s.hub.SubscribeAtHead()
+		}
+		return s.hub.Subscribe(after)
 	}
+
+	// HTTP/1.1: take the connection over from net/http and stream on it
+	// directly. Every event is one write of bytes encoded once for all
+	// subscribers (no per-subscriber copy or chunk framing), and an idle
+	// subscriber costs one small goroutine and its socket rather than
+	// net/http's buffers and two goroutines. HTTP/2 streams go through
+	// net/http (sse.Stream).
+	if r.ProtoMajor == 1 {
+		if conn, err := s.hijackStream(w, reset); err == nil {
+			handedOver = true
+			sub := subscribe()
+			s.pumps.Add(1)
+			go func() {
+				defer s.pumps.Done()
+				defer s.streamsOpen.Add(-1)
+				defer conn.Close()
+				defer sub.Close()
+				st := &rawStream{conn: conn, timeout: s.cfg.WriteTimeout}
+				s.endStream(s.pump(s.streams, st, sub), s.streams, r.RemoteAddr)
+			}()
+			return
+		} else if !errors.Is(err, http.ErrNotSupported) {
+			s.log.Debug("cannot start stream", "err", err)
+			return
+		}
+	}
+
+	// Streams end when the client leaves or the server shuts down.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.streams, cancel)
+	defer stop()
+	st, err := sse.Start(w, r, sse.WithRetry(s.cfg.Retry), sse.WithWriteTimeout(s.cfg.WriteTimeout))
+	if err != nil {
+		s.log.Debug("cannot start stream", "err", err)
+		return
+	}
+	if reset {
+		if err := st.Send(sse.Event{Type: events.TypeReset, Data: resetData}); err != nil {
+			return
+		}
+	}
+	sub := subscribe()
 	defer sub.Close()
-	err = s.pump(ctx, st, sub)
-	// net/http cancels the request context when a write fails, so look at
-	// the error before the context.
+	s.endStream(s.pump(ctx, st, sub), ctx, r.RemoteAddr)
+}
+
+// endStream logs why a stream ended. net/http cancels the request context
+// when a write fails, so the error is looked at before the context.
+func (s *Server) endStream(err error, ctx context.Context, remote string) {
 	switch {
 	case errors.Is(err, errSlow):
-		s.log.Info("subscriber disconnected: it fell too far behind (it resumes with its Last-Event-ID)", "remote", r.RemoteAddr)
+		s.log.Info("subscriber disconnected: it fell too far behind (it resumes with its Last-Event-ID)", "remote", remote)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.hub.NoteSlow()
-		s.log.Info("subscriber disconnected: a write timed out (it resumes with its Last-Event-ID)", "remote", r.RemoteAddr)
+		s.log.Info("subscriber disconnected: a write timed out (it resumes with its Last-Event-ID)", "remote", remote)
 	case ctx.Err() != nil:
 	case err != nil:
-		s.log.Debug("stream ended", "err", err, "remote", r.RemoteAddr)
+		s.log.Debug("stream ended", "err", err, "remote", remote)
 	}
 }
 
@@ -142,7 +177,7 @@ var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, replayFlushB
 // pump sends the subscriber everything after its cursor, then synced, then
 // each new event as it is applied, with a heartbeat when idle. History and
 // live events come through the same cursor, so none is lost or sent twice.
-func (s *Server) pump(ctx context.Context, st *sse.Stream, sub *hub.Subscription) error {
+func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription) error {
 	heartbeat := time.NewTimer(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	var batch [][]byte
@@ -185,7 +220,7 @@ func (s *Server) pump(ctx context.Context, st *sse.Stream, sub *hub.Subscription
 }
 
 // writeFrames writes frames in as few writes as a pooled buffer allows.
-func writeFrames(st *sse.Stream, frames [][]byte) error {
+func writeFrames(st frameWriter, frames [][]byte) error {
 	if len(frames) == 1 {
 		return st.SendRaw(frames[0])
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -77,9 +78,13 @@ func cluster(t *testing.T, extra ...string) []*node {
 	for _, n := range nodes {
 		routes = append(routes, "nats://"+n.clusterAddr)
 	}
+	secret := filepath.Join(t.TempDir(), "cluster-secret")
+	if err := os.WriteFile(secret, []byte("fault tests' shared route secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range nodes {
 		n.args = append([]string{"--cluster-name", "revocast-faults", "--cluster-addr", n.clusterAddr,
-			"--routes", strings.Join(routes, ","), "--replicas", "3"}, extra...)
+			"--routes", strings.Join(routes, ","), "--replicas", "3", "--cluster-secret-file", secret}, extra...)
 	}
 	return nodes
 }

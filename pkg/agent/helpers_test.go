@@ -27,6 +27,7 @@ import (
 
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/internal/testutil/inprocess"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/sse"
 )
@@ -244,7 +245,7 @@ func runAgent(t testing.TB, a *Agent) {
 // quick.
 func startBroadcaster(t testing.TB, mod func(*broadcaster.Config)) string {
 	t.Helper()
-	_, url := testutil.StartBroadcaster(t, func(cfg *broadcaster.Config) {
+	_, url := inprocess.Broadcaster(t, func(cfg *broadcaster.Config) {
 		cfg.Heartbeat, cfg.Retry = 500*time.Millisecond, 100*time.Millisecond
 		if os.Getenv("REVOCAST_TEST_LOG") != "" {
 			cfg.Logger = testLogger(t)

@@ -42,6 +42,8 @@ func clusterConfigs(t *testing.T, n int) []Config {
 			ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]),
 			Routes:      routes,
 			Replicas:    n,
+			// routes authenticate: the secret is part of what is tested
+			ClusterSecret: "cluster secret for the test",
 		}
 	}
 	return cfgs

@@ -68,7 +68,11 @@ type Config struct {
 	ClusterName string   // empty: no cluster
 	ClusterAddr string   // host:port the cluster listens on
 	Routes      []string // peers, "nats://host:port"
-	Replicas    int      // stream replicas; default 1
+	// ClusterSecret, when set, is required of every route: a server that
+	// reaches the cluster port without it cannot join (and read or write
+	// the stream behind the API's back).
+	ClusterSecret string
+	Replicas      int // stream replicas; default 1
 
 	StreamName      string
 	SubjectPrefix   string
@@ -145,11 +149,15 @@ func Connect(cfg Config) (*Log, error) {
 	l := &Log{cfg: cfg, log: cfg.Logger}
 	var err error
 	if len(cfg.URLs) == 0 {
-		if l.ns, err = startEmbedded(&cfg); err != nil {
+		var token string
+		if l.ns, token, err = startEmbedded(&cfg); err != nil {
 			return nil, err
 		}
-		l.nc, err = nats.Connect("", nats.InProcessServer(l.ns), nats.Name("revocast-broadcaster"),
-			nats.MaxReconnects(-1))
+		opts := []nats.Option{nats.InProcessServer(l.ns), nats.Name("revocast-broadcaster"), nats.MaxReconnects(-1)}
+		if token != "" {
+			opts = append(opts, nats.Token(token))
+		}
+		l.nc, err = nats.Connect("", opts...)
 	} else {
 		l.nc, err = connectExternal(&cfg)
 	}
@@ -370,8 +378,10 @@ func (l *Log) publish(ctx context.Context, m *nats.Msg, idemKey string, expectSu
 }
 
 func retryableAPIError(e *jetstream.APIError) bool {
-	// 503: JetStream not ready / no leader; 408: request timeout.
-	return e.Code == 503 || e.Code == 408
+	// 503: JetStream not ready / no leader; 408: request timeout; an
+	// earlier attempt with the same message ID still being replicated
+	// (while the stream has no quorum): its outcome is not known yet.
+	return e.Code == 503 || e.Code == 408 || e.ErrorCode == 10158 // JSStreamDuplicateMessageConflict
 }
 
 // copyMsg gives each attempt a fresh message: PublishMsg sets headers on it.
@@ -645,8 +655,7 @@ func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, ca
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			_, err := l.currentStream().GetMsg(ctx, processed.Load()+1, jetstream.WithGetMsgSubject(l.cfg.SubjectPrefix+".>"))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
+			if more, err := l.HasAfter(ctx, processed.Load()); err == nil && !more {
 				signal()
 				return
 			}
@@ -682,6 +691,16 @@ func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, ca
 			signal()
 		}
 	}
+}
+
+// HasAfter reports whether the stream stores a message with a sequence
+// above seq: a follower whose last sequence is seq has something to read.
+func (l *Log) HasAfter(ctx context.Context, seq uint64) (bool, error) {
+	_, err := l.currentStream().GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(l.cfg.SubjectPrefix+".>"))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // StreamLeader names the server that leads the stream (its NATS server

@@ -23,16 +23,16 @@ import (
 // file store under the data directory, no client port (the broadcaster
 // connects in-process), no signal handlers of its own, logging through slog.
 // With a cluster name it also listens for routes and joins its peers.
-func startEmbedded(cfg *Config) (*server.Server, error) {
+func startEmbedded(cfg *Config) (*server.Server, string, error) {
 	if cfg.DataDir == "" {
-		return nil, errors.New("embedded NATS needs a data directory")
+		return nil, "", errors.New("embedded NATS needs a data directory")
 	}
 	storeDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+		return nil, "", fmt.Errorf("create data directory: %w", err)
 	}
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
@@ -43,35 +43,47 @@ func startEmbedded(cfg *Config) (*server.Server, error) {
 	}
 	if cfg.ClusterName != "" {
 		// nats-server starts routing only once its client listener is up, so
-		// a clustered server gets one, on a random loopback port that
-		// nothing else uses.
+		// a clustered server gets one, on a random loopback port, with a
+		// random token so that no other local process can publish
+		// revocations behind the API's back.
 		opts.DontListen = false
 		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		opts.Authorization = NewIdempotencyKey()
 		host, port, err := splitHostPort(cfg.ClusterAddr)
 		if err != nil {
-			return nil, fmt.Errorf("cluster address %q: %w", cfg.ClusterAddr, err)
+			return nil, "", fmt.Errorf("cluster address %q: %w", cfg.ClusterAddr, err)
 		}
 		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+		if cfg.ClusterSecret != "" {
+			opts.Cluster.Username, opts.Cluster.Password = routeUser, cfg.ClusterSecret
+		}
 		for _, r := range cfg.Routes {
 			u, err := url.Parse(r)
 			if err != nil || u.Host == "" {
-				return nil, fmt.Errorf("route %q: want nats://host:port", r)
+				return nil, "", fmt.Errorf("route %q: want nats://host:port", r)
+			}
+			if cfg.ClusterSecret != "" {
+				u.User = url.UserPassword(routeUser, cfg.ClusterSecret)
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded NATS server: %w", err)
+		return nil, "", fmt.Errorf("embedded NATS server: %w", err)
 	}
 	ns.SetLoggerV2(&slogAdapter{l: cfg.Logger.With("component", "nats")}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, errors.New("embedded NATS server did not become ready in 30s")
+		return nil, "", errors.New("embedded NATS server did not become ready in 30s")
 	}
-	return ns, nil
+	return ns, opts.Authorization, nil
 }
+
+// routeUser is the user name routes authenticate with; the secret is the
+// password.
+const routeUser = "revocast"
 
 func splitHostPort(addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)

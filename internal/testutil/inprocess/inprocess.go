@@ -1,4 +1,8 @@
-package testutil
+// Package inprocess runs a broadcaster inside a test's own process, for the
+// tests of packages that the broadcaster does not import (its own tests
+// cannot use this package: that would be an import cycle). Only tests
+// import it.
+package inprocess
 
 import (
 	"context"
@@ -8,10 +12,10 @@ import (
 	"github.com/revocast/revocast/internal/broadcaster"
 )
 
-// StartBroadcaster runs an in-process broadcaster on 127.0.0.1:0 with a
+// Broadcaster runs an in-process broadcaster on 127.0.0.1:0 with a
 // temporary data directory (embedded NATS) until the test ends, and returns
 // it with its base URL once it is ready. mod adjusts the configuration.
-func StartBroadcaster(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
+func Broadcaster(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
 	t.Helper()
 	cfg := broadcaster.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second}
 	if mod != nil {
