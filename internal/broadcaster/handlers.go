@@ -115,22 +115,40 @@ func idempotencyKey(r *http.Request) (string, bool) {
 	return actor(r) + "/" + k, true
 }
 
-// result is one revocation in an answer to a write.
-type result struct {
-	events.Revocation
-	// Status is created, duplicate (an earlier request with the same
-	// Idempotency-Key stored it), expired (not published: it had already
-	// expired) or failed.
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+// Write answers are built from the JSON each revocation was stored with
+// (events.AppendWithID splices in its id and seq) rather than encoded again:
+// a batch answer holds up to --max-batch of them. Their shape, which the
+// OpenAPI document describes (WriteResult, BatchAnswer), is the stored
+// revocation plus "status" (created, duplicate, expired or failed) and,
+// when failed, "error"; a batch answer adds the counts.
+
+// appendResult appends one write result to dst.
+func appendResult(dst, stored []byte, id string, seq uint64, status, errMsg string) []byte {
+	start := len(dst)
+	ok := false
+	if id != "" {
+		dst, ok = events.AppendWithID(dst, stored, id, seq)
+	}
+	if !ok {
+		dst = append(dst[:start], stored...)
+	}
+	dst = dst[:len(dst)-1] // the closing brace of the object
+	dst = append(dst, `,"status":"`...)
+	dst = append(dst, status...)
+	dst = append(dst, '"')
+	if errMsg != "" {
+		msg, _ := json.Marshal(errMsg)
+		dst = append(dst, `,"error":`...)
+		dst = append(dst, msg...)
+	}
+	return append(dst, '}')
 }
 
-type batchAnswer struct {
-	Revocations []result `json:"revocations"`
-	Created     int      `json:"created"`
-	Duplicates  int      `json:"duplicates"`
-	Expired     int      `json:"expired"`
-	Failed      int      `json:"failed"`
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
 }
 
 // bodyReadTimeout bounds reading a request body. The server has no
@@ -201,7 +219,8 @@ func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error
 func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, idem string, start time.Time) {
 	if rev.Expired(time.Now(), 0) {
 		s.log.Info("revocation already expired, not published", "key", rev.Key, "actor", rev.Actor)
-		writeJSON(w, http.StatusOK, result{Revocation: *rev, Status: "expired"})
+		stored, _ := events.MarshalStored(rev)
+		writeRawJSON(w, http.StatusOK, appendResult(nil, stored, "", 0, "expired", ""))
 		return
 	}
 	msgID := idem
@@ -214,7 +233,7 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 		return
 	}
 	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
-	status, code := "created", http.StatusCreated
+	stored, status, code := p.Stored, "created", http.StatusCreated
 	if p.Duplicate {
 		status, code = "duplicate", http.StatusOK
 		if orig, err := s.store.GetSeq(r.Context(), p.Seq); err == nil && orig.Revocation != nil {
@@ -223,17 +242,16 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 					"Idempotency-Key was already used for a different revocation", "Idempotency-Key")
 				return
 			}
-			rev = orig.Revocation
+			stored = orig.Data
 		}
 	} else {
 		s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
 		s.audit(r, "revoked", rev.Key, rev.Reason, p.Seq)
 	}
-	rev.Seq = p.Seq
-	rev.ID = events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String()
+	id := events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String()
 	s.waitApplied(r.Context(), p.Seq)
 	w.Header().Set("Location", "/v1/revocations/"+rev.Key)
-	writeJSON(w, code, result{Revocation: *rev, Status: status})
+	writeRawJSON(w, code, appendResult(nil, stored, id, p.Seq, status, ""))
 }
 
 func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) {
@@ -247,15 +265,11 @@ func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, idem string, start time.Time) {
-	answer := batchAnswer{Revocations: make([]result, len(revs))}
 	items := make([]natslog.Item, 0, len(revs))
 	index := make([]int, 0, len(revs))
 	now := time.Now()
 	for i := range revs {
-		answer.Revocations[i].Revocation = revs[i]
 		if revs[i].Expired(now, 0) {
-			answer.Revocations[i].Status = "expired"
-			answer.Expired++
 			continue
 		}
 		msgID := natslog.NewIdempotencyKey()
@@ -268,41 +282,66 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 		items = append(items, natslog.Item{Revocation: &revs[i], IdemKey: msgID})
 		index = append(index, i)
 	}
+	results := s.store.PublishBatch(r.Context(), items)
+
+	var created, duplicates, expired, failed int
 	var maxSeq uint64
 	epoch := s.store.Epoch()
-	for j, res := range s.store.PublishBatch(r.Context(), items) {
-		out := &answer.Revocations[index[j]]
-		if res.Err != nil {
-			out.Status, out.Error = "failed", "not acknowledged by the revocation log; retry the batch (with the same Idempotency-Key, if you sent one)"
-			answer.Failed++
-			s.log.Warn("batch item not acknowledged", "key", out.Key, "err", res.Err)
+	buf := make([]byte, 0, 64+len(revs)*320)
+	buf = append(buf, `{"revocations":[`...)
+	next := 0 // the next published item, in results
+	for i := range revs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if next == len(index) || index[next] != i {
+			stored, _ := events.MarshalStored(&revs[i])
+			buf = appendResult(buf, stored, "", 0, "expired", "")
+			expired++
 			continue
 		}
-		out.Seq = res.Seq
-		out.ID = events.EventID{Epoch: epoch, Seq: res.Seq}.String()
-		maxSeq = max(maxSeq, res.Seq)
-		if res.Duplicate {
-			out.Status = "duplicate"
-			answer.Duplicates++
-			continue
+		res := results[next]
+		next++
+		switch {
+		case res.Err != nil:
+			buf = appendResult(buf, res.Stored, "", 0, "failed",
+				"not acknowledged by the revocation log; retry the batch (with the same Idempotency-Key, if you sent one)")
+			failed++
+			s.log.Warn("batch item not acknowledged", "key", revs[i].Key, "err", res.Err)
+		case res.Duplicate:
+			buf = appendResult(buf, res.Stored, events.EventID{Epoch: epoch, Seq: res.Seq}.String(), res.Seq, "duplicate", "")
+			duplicates++
+			maxSeq = max(maxSeq, res.Seq)
+		default:
+			buf = appendResult(buf, res.Stored, events.EventID{Epoch: epoch, Seq: res.Seq}.String(), res.Seq, "created", "")
+			created++
+			maxSeq = max(maxSeq, res.Seq)
+			s.audit(r, "revoked", revs[i].Key, revs[i].Reason, res.Seq)
 		}
-		out.Status = "created"
-		answer.Created++
-		s.audit(r, "revoked", out.Key, out.Reason, res.Seq)
 	}
-	s.metrics.published.WithLabelValues(events.TypeRevoke).Add(float64(answer.Created))
+	buf = append(buf, `],"created":`...)
+	buf = strconv.AppendInt(buf, int64(created), 10)
+	buf = append(buf, `,"duplicates":`...)
+	buf = strconv.AppendInt(buf, int64(duplicates), 10)
+	buf = append(buf, `,"expired":`...)
+	buf = strconv.AppendInt(buf, int64(expired), 10)
+	buf = append(buf, `,"failed":`...)
+	buf = strconv.AppendInt(buf, int64(failed), 10)
+	buf = append(buf, '}')
+
+	s.metrics.published.WithLabelValues(events.TypeRevoke).Add(float64(created))
 	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
 	if maxSeq > 0 {
 		s.waitApplied(r.Context(), maxSeq)
 	}
 	switch {
-	case answer.Failed > 0:
+	case failed > 0:
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, answer)
-	case answer.Created > 0:
-		writeJSON(w, http.StatusCreated, answer)
+		writeRawJSON(w, http.StatusServiceUnavailable, buf)
+	case created > 0:
+		writeRawJSON(w, http.StatusCreated, buf)
 	default: // nothing new: all duplicates or expired, as a single POST
-		writeJSON(w, http.StatusOK, answer)
+		writeRawJSON(w, http.StatusOK, buf)
 	}
 }
 

@@ -287,6 +287,10 @@ func (s *Server) follow() {
 			backoff = 100 * time.Millisecond
 			continue
 		}
+		if errors.Is(err, natslog.ErrStalled) {
+			s.log.Warn("the consumer stalled; following again", "from", from)
+			continue
+		}
 		s.log.Warn("following the log failed; resuming", "from", from, "err", err, "in", backoff)
 		select {
 		case <-s.background.Done():
@@ -297,16 +301,13 @@ func (s *Server) follow() {
 	}
 }
 
-// watch restarts the consumer when it should: the stream was deleted or
-// created anew (an ordered consumer would carry on on the new stream from
-// the old sequence), or the consumer stalled — it has not moved since the
-// last look although the stream holds messages after it (seen while a
-// cluster forms or fails over: the consumer's server changes under it).
+// watch restarts the consumer when the stream was deleted or created anew:
+// an ordered consumer would carry on on the new stream from the old
+// sequence. (A consumer that stalls is noticed by Follow itself.)
 func (s *Server) watch() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.EpochCheckInterval)
 	defer t.Stop()
-	lastHead := ^uint64(0)
 	for {
 		select {
 		case <-s.background.Done():
@@ -315,18 +316,9 @@ func (s *Server) watch() {
 		}
 		ctx, cancel := context.WithTimeout(s.background, 5*time.Second)
 		changed, err := s.store.EpochChanged(ctx)
-		head := s.hub.Head()
-		stalled := false
-		if err == nil && !changed && head == lastHead {
-			stalled, _ = s.store.HasAfter(ctx, head)
-		}
 		cancel()
-		lastHead = head
-		switch {
-		case err == nil && changed:
+		if err == nil && changed {
 			s.restartFollow("the stream changed")
-		case stalled:
-			s.restartFollow("the consumer stalled")
 		}
 	}
 }
@@ -345,7 +337,7 @@ func (s *Server) restartFollow(why string) {
 }
 
 func (s *Server) apply(rec natslog.Record) error {
-	ev := hub.Event{Seq: rec.Seq, Type: rec.Type, Key: rec.Key, Revocation: rec.Revocation, Expires: rec.Expires}
+	ev := hub.Event{Seq: rec.Seq, Type: rec.Type, Key: rec.Key, Data: rec.Data, Expires: rec.Expires}
 	if err := s.hub.Apply(ev); err != nil {
 		s.log.Error("cannot fan out event", "seq", rec.Seq, "err", err)
 	}

@@ -106,6 +106,24 @@ func do(t *testing.T, method, url string, body string, header ...string) answer 
 	return answer{resp.StatusCode, resp.Header, b}
 }
 
+// result is one revocation in an answer to a write (see appendResult).
+type result struct {
+	events.Revocation
+	// Status is created, duplicate (an earlier request with the same
+	// Idempotency-Key stored it), expired (not published: it had already
+	// expired) or failed.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+type batchAnswer struct {
+	Revocations []result `json:"revocations"`
+	Created     int      `json:"created"`
+	Duplicates  int      `json:"duplicates"`
+	Expired     int      `json:"expired"`
+	Failed      int      `json:"failed"`
+}
+
 type stored struct {
 	events.Revocation
 	Status string `json:"status"`

@@ -36,11 +36,13 @@ const DefaultMaxLag = 100_000
 
 // Event is one message of the log, as the hub needs it.
 type Event struct {
-	Seq        uint64
-	Type       string             // events.TypeRevoke or events.TypeLift
-	Key        string             // revocation key
-	Revocation *events.Revocation // for revokes
-	Expires    time.Time          // when it leaves the stream; zero: never
+	Seq  uint64
+	Type string // events.TypeRevoke or events.TypeLift
+	Key  string // revocation key
+	// Data is a revoke's stored JSON (events.MarshalStored): the event's
+	// data is Data with the id and seq spliced in.
+	Data    []byte
+	Expires time.Time // when it leaves the stream; zero: never
 }
 
 // entry is one live message. Its fields never change after Apply created it
@@ -115,12 +117,16 @@ func encode(epoch uint64, ev *Event) (frame, data []byte, err error) {
 	id := events.EventID{Epoch: epoch, Seq: ev.Seq}.String()
 	switch ev.Type {
 	case events.TypeRevoke:
-		if ev.Revocation == nil {
-			return nil, nil, fmt.Errorf("revoke event %d without revocation", ev.Seq)
+		var ok bool
+		if data, ok = events.AppendWithID(make([]byte, 0, len(ev.Data)+len(id)+32), ev.Data, id, ev.Seq); !ok {
+			// not in the stored form (written by another version?): decode
+			var r events.Revocation
+			if err = json.Unmarshal(ev.Data, &r); err != nil {
+				return nil, nil, fmt.Errorf("revoke event %d: %w", ev.Seq, err)
+			}
+			r.Seq, r.ID = ev.Seq, id
+			data, err = json.Marshal(&r)
 		}
-		r := *ev.Revocation
-		r.Seq, r.ID = ev.Seq, id
-		data, err = json.Marshal(&r)
 	case events.TypeLift:
 		data, err = json.Marshal(events.Lift{Key: ev.Key})
 	default:

@@ -14,7 +14,8 @@ import (
 )
 
 func revoke(seq uint64, key string) Event {
-	return Event{Seq: seq, Type: events.TypeRevoke, Key: key, Revocation: &events.Revocation{Key: key, JTI: "jti-" + key}}
+	data, _ := events.MarshalStored(&events.Revocation{Key: key, JTI: "jti-" + key})
+	return Event{Seq: seq, Type: events.TypeRevoke, Key: key, Data: data}
 }
 
 // seqsOf decodes frames and returns their event sequences.

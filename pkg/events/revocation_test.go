@@ -276,3 +276,33 @@ func FuzzDecodeRevocation(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendWithIDEqualsEncoding: splicing id and seq into the stored JSON
+// gives exactly what encoding the revocation with them gives.
+func TestAppendWithIDEqualsEncoding(t *testing.T) {
+	for _, body := range []string{
+		`{"jti":"a"}`, `{"sub":"alice","reason":"x\"y"}`, `{"sub":"m","ban":true}`,
+		`{"iss":"i","claims":{"t":"acme","n":2}}`, `{"kid":"k","expires_at":1900000000}`,
+	} {
+		r := prepared(t, body)
+		r.Actor = "ops"
+		stored, err := MarshalStored(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := AppendWithID(nil, stored, "17-42", 42)
+		if !ok {
+			t.Fatalf("%s: stored form %s not recognised", body, stored)
+		}
+		r.ID, r.Seq = "17-42", 42
+		want, _ := json.Marshal(&r)
+		if string(got) != string(want) {
+			t.Fatalf("spliced %s\nencoded %s", got, want)
+		}
+	}
+	for _, bad := range []string{``, `{}`, `{"jti":"a"}`, `{"key":"short"}`, `{"key":"` + strings.Repeat("a", 32) + `"x`} {
+		if _, ok := AppendWithID(nil, []byte(bad), "1-1", 1); ok {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

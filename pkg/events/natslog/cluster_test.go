@@ -94,8 +94,8 @@ func TestClusterReplicatesWithIdenticalSequences(t *testing.T) {
 		f := follow(t, l, 0)
 		recs := f.waitFor(t, 3)
 		for j, r := range recs {
-			if r.Seq != seqs[j] || r.Revocation.JTI != fmt.Sprintf("c%d", j) {
-				t.Fatalf("node %d record %d: seq %d jti %s, want seq %d", i+1, j, r.Seq, r.Revocation.JTI, seqs[j])
+			if r.Seq != seqs[j] || mustDecode(t, r).JTI != fmt.Sprintf("c%d", j) {
+				t.Fatalf("node %d record %d: seq %d jti %s, want seq %d", i+1, j, r.Seq, mustDecode(t, r).JTI, seqs[j])
 			}
 		}
 	}

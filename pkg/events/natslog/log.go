@@ -38,6 +38,10 @@ const (
 
 const metadataEpoch = "revocast_epoch"
 
+// stallAfter is how long a consumer may not move while the stream holds
+// messages after it before Follow gives up on it.
+const stallAfter = 3 * time.Second
+
 // Errors callers test with errors.Is.
 var (
 	ErrNotFound = errors.New("no live revocation with this key")
@@ -47,6 +51,10 @@ var (
 	// idempotency key.
 	ErrUnavailable = errors.New("revocation log unavailable")
 	ErrClosed      = errors.New("revocation log closed")
+	// ErrStalled is returned by Follow when its consumer stopped
+	// delivering although the stream holds messages after the last one it
+	// delivered; follow again from there.
+	ErrStalled = errors.New("consumer stalled")
 )
 
 // Config says where the log lives.
@@ -293,6 +301,10 @@ func (l *Log) subject(key string) string { return l.cfg.SubjectPrefix + "." + ke
 type Published struct {
 	Seq       uint64
 	Duplicate bool // the idempotency key was seen before: Seq is the original's
+	// Stored is the JSON stored for a revocation (events.MarshalStored):
+	// answers splice the event ID into it (events.AppendWithID) instead
+	// of encoding the revocation again.
+	Stored []byte
 }
 
 // messageTTL is how long a message must stay in the stream: until expires at,
@@ -306,9 +318,7 @@ func messageTTL(expires time.Time, now time.Time) string {
 }
 
 func (l *Log) revokeMsg(rev *events.Revocation, now time.Time) (*nats.Msg, error) {
-	stored := *rev
-	stored.Seq, stored.ID = 0, ""
-	data, err := json.Marshal(&stored)
+	data, err := events.MarshalStored(rev)
 	if err != nil {
 		return nil, fmt.Errorf("encode revocation: %w", err)
 	}
@@ -336,7 +346,9 @@ func (l *Log) Publish(ctx context.Context, rev *events.Revocation, idemKey strin
 	if err != nil {
 		return Published{}, err
 	}
-	return l.publish(ctx, m, idemKey, nil)
+	p, err := l.publish(ctx, m, idemKey, nil)
+	p.Stored = m.Data
+	return p, err
 }
 
 // publish sends m and waits for its ack, retrying with the same message ID
@@ -423,6 +435,7 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 		if it.IdemKey != "" {
 			opts = append(opts, jetstream.WithMsgID(it.IdemKey))
 		}
+		results[i].Stored = m.Data
 		futures[i], results[i].Err = l.js.PublishMsgAsync(m, opts...)
 	}
 	timeout := time.NewTimer(l.cfg.PublishTimeout)
@@ -433,7 +446,7 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 		}
 		select {
 		case ack := <-f.Ok():
-			results[i].Published = Published{Seq: ack.Sequence, Duplicate: ack.Duplicate}
+			results[i].Seq, results[i].Duplicate = ack.Sequence, ack.Duplicate
 		case err := <-f.Err():
 			results[i].Err = err
 		case <-ctx.Done():
@@ -459,12 +472,16 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 	return results
 }
 
-// Record is one message of the log as the follower sees it.
+// Record is one message of the log.
 type Record struct {
 	Seq  uint64
 	Type string // events.TypeRevoke or events.TypeLift
-	// Revocation is set for revokes (with Seq but without ID: the caller
-	// formats IDs with the epoch it serves).
+	// Data is the stored JSON: for a revoke, the revocation without id and
+	// seq (events.MarshalStored); for a lift, who lifted it and when.
+	Data []byte
+	// Revocation is the decoded revocation of a revoke, with Seq but
+	// without ID (the caller formats IDs with the epoch it serves). Get and
+	// GetSeq decode it; Follow leaves it nil: its caller splices Data.
 	Revocation *events.Revocation
 	Key        string
 	// Stored is when JetStream stored the message; Expires when it leaves
@@ -476,6 +493,23 @@ type Record struct {
 	Pending uint64
 }
 
+// Decode returns the revocation of a revoke record, decoding Data when
+// Revocation is not set.
+func (r Record) Decode() (*events.Revocation, error) {
+	if r.Revocation != nil {
+		return r.Revocation, nil
+	}
+	if r.Type != events.TypeRevoke {
+		return nil, fmt.Errorf("message %d is a %s, not a revocation", r.Seq, r.Type)
+	}
+	var rev events.Revocation
+	if err := json.Unmarshal(r.Data, &rev); err != nil {
+		return nil, fmt.Errorf("message %d: decode revocation: %w", r.Seq, err)
+	}
+	rev.Seq = r.Seq
+	return &rev, nil
+}
+
 // liftBody is what a lift message stores: its key, and for the audit trail
 // who lifted it and when.
 type liftBody struct {
@@ -485,8 +519,10 @@ type liftBody struct {
 	Reason   string      `json:"reason,omitempty"`
 }
 
-func decodeRecord(subject string, seq uint64, hdr nats.Header, data []byte, stored time.Time, prefix string) (Record, error) {
-	rec := Record{Seq: seq, Stored: stored, Type: hdr.Get(headerType)}
+// decodeRecord reads a message's headers; with decode, it also decodes a
+// revocation's JSON.
+func decodeRecord(subject string, seq uint64, hdr nats.Header, data []byte, stored time.Time, prefix string, decode bool) (Record, error) {
+	rec := Record{Seq: seq, Stored: stored, Type: hdr.Get(headerType), Data: data}
 	if len(subject) > len(prefix)+1 {
 		rec.Key = subject[len(prefix)+1:]
 	}
@@ -499,6 +535,9 @@ func decodeRecord(subject string, seq uint64, hdr nats.Header, data []byte, stor
 	}
 	switch rec.Type {
 	case events.TypeRevoke:
+		if !decode {
+			break
+		}
 		var rev events.Revocation
 		if err := json.Unmarshal(data, &rev); err != nil {
 			return rec, fmt.Errorf("message %d: decode revocation: %w", seq, err)
@@ -534,7 +573,7 @@ func (l *Log) Get(ctx context.Context, key string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: read %s: %v", ErrUnavailable, key, err)
 	}
-	rec, err := decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix)
+	rec, err := decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix, true)
 	if err != nil {
 		return Record{}, err
 	}
@@ -553,7 +592,7 @@ func (l *Log) GetSeq(ctx context.Context, seq uint64) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	return decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix)
+	return decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix, true)
 }
 
 // Lift publishes a lift that replaces the live revocation with this key. It
@@ -648,22 +687,45 @@ func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, ca
 		processed.Store(from - 1)
 	}
 	signal := func() { once.Do(caughtUp) }
-	// An empty stream delivers nothing, and the last messages may expire
-	// before they are read: ask the stream whether anything is stored after
-	// what was processed.
+	// A watcher asks the stream whether anything is stored after what was
+	// processed. Until caught up, often: an empty stream delivers nothing,
+	// and the last messages may expire before they are read, so "nothing
+	// after" is how catching up ends. Afterwards, every second: a consumer
+	// that has not moved for stallAfter although there is something to
+	// read has stalled (seen while a cluster forms or fails over; its own
+	// heartbeats would notice only later), and Follow returns ErrStalled so
+	// that the caller starts a new one.
+	var stalled atomic.Bool
 	go func() {
+		caught := false
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
+		last, stuckSince := processed.Load(), time.Now()
 		for {
-			if more, err := l.HasAfter(ctx, processed.Load()); err == nil && !more {
-				signal()
-				return
-			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
+			p := processed.Load()
+			more, err := l.HasAfter(ctx, p)
+			switch {
+			case err != nil:
+			case !more:
+				if !caught {
+					caught = true
+					signal()
+					t.Reset(time.Second)
+				}
+				stuckSince = time.Now()
+			case p != last:
+				stuckSince = time.Now()
+			case time.Since(stuckSince) > stallAfter:
+				stalled.Store(true)
+				it.Stop()
+				return
+			}
+			last = p
 		}
 	}()
 
@@ -673,13 +735,16 @@ func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, ca
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if stalled.Load() {
+				return ErrStalled
+			}
 			return fmt.Errorf("follow stream: %w", err)
 		}
 		md, err := msg.Metadata()
 		if err != nil {
 			return fmt.Errorf("message metadata: %w", err)
 		}
-		rec, err := decodeRecord(msg.Subject(), md.Sequence.Stream, msg.Headers(), msg.Data(), md.Timestamp, l.cfg.SubjectPrefix)
+		rec, err := decodeRecord(msg.Subject(), md.Sequence.Stream, msg.Headers(), msg.Data(), md.Timestamp, l.cfg.SubjectPrefix, false)
 		rec.Pending = md.NumPending
 		if err != nil {
 			l.log.Error("skipping undecodable message", "seq", md.Sequence.Stream, "err", err)
