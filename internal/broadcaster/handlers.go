@@ -272,7 +272,10 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 		if revs[i].Expired(now, 0) {
 			continue
 		}
-		msgID := natslog.NewIdempotencyKey()
+		// Without an Idempotency-Key the items get no message ID: a retry
+		// of the whole batch stores its items again anyway, and storing a
+		// revocation twice replaces it with itself (one subject per key).
+		var msgID string
 		if idem != "" {
 			// the item's key is part of the ID: a reused Idempotency-Key
 			// with other content stores the new items instead of

@@ -292,7 +292,7 @@ func (d *Denylist) reset() {
 	}
 	d.lru = lru
 	d.slab, d.free = nil, nil
-	d.fps, d.lifts = table[fpSlot]{}, table[liftSlot]{}
+	d.fps, d.lifts = table[fpSlot]{hinted: true}, table[liftSlot]{}
 	d.tags = [tagKinds]int{}
 	d.rules = nil
 	d.ruleAt = make(map[string]int)
@@ -402,33 +402,8 @@ func (d *Denylist) Check(t *events.Token, now time.Time) (key string, revoked bo
 
 func (d *Denylist) check(t *events.Token, now time.Time) (string, bool) {
 	if d.fps.n > 0 {
-		nowSec := now.Unix()
-		var hIss uint64
-		issHashed := false
-		for k := kindJTI; k < numKinds; k++ {
-			plain := d.tags[fpTag(k, false)] > 0
-			scoped := t.Iss != "" && d.tags[fpTag(k, true)] > 0
-			if !plain && !scoped {
-				continue
-			}
-			v := tokenValue(t, k)
-			if v == "" {
-				continue
-			}
-			h := maphash.String(d.seeds[k], v)
-			if plain {
-				if key, ok := d.probe(matcherFP(h, k, 0, false), t, now, nowSec); ok {
-					return key, true
-				}
-			}
-			if scoped {
-				if !issHashed {
-					hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
-				}
-				if key, ok := d.probe(matcherFP(h, k, hIss, true), t, now, nowSec); ok {
-					return key, true
-				}
-			}
+		if key, ok := d.checkIndex(t, now); ok {
+			return key, true
 		}
 	}
 	for _, e := range d.rules {
@@ -446,18 +421,75 @@ func (d *Denylist) check(t *events.Token, now time.Time) (string, bool) {
 	return "", false
 }
 
-// probe looks at the slots with fingerprint fp: an exact entry that matches
-// t gives its key; a spilled slot that denies t gives "" unless an exact
-// entry in the same run also matches.
-func (d *Denylist) probe(fp uint64, t *events.Token, now time.Time, nowSec int64) (string, bool) {
+// maxLookups is how many fingerprints a token can have: one per kind of
+// matcher, with and without its iss.
+const maxLookups = 2 * (numKinds - 1)
+
+func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
+	var fps [maxLookups]uint64
+	n := 0
+	var hIss uint64
+	issHashed := false
+	for k := kindJTI; k < numKinds; k++ {
+		plain := d.tags[fpTag(k, false)] > 0
+		scoped := t.Iss != "" && d.tags[fpTag(k, true)] > 0
+		if !plain && !scoped {
+			continue
+		}
+		v := tokenValue(t, k)
+		if v == "" {
+			continue
+		}
+		h := maphash.String(d.seeds[k], v)
+		if plain {
+			fps[n] = matcherFP(h, k, 0, false)
+			n++
+		}
+		if scoped {
+			if !issHashed {
+				hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
+			}
+			fps[n] = matcherFP(h, k, hIss, true)
+			n++
+		}
+	}
+	// Read the first hints of every lookup before deciding any, so that
+	// their cache misses overlap instead of adding up.
+	var words [maxLookups]uint64
+	var homes [maxLookups]int
+	size := len(d.fps.slots)
+	for j := range n {
+		homes[j] = home(fps[j], size)
+		words[j] = d.fps.hintWord(homes[j])
+	}
+	var nowSec int64
+	for j := range n {
+		if hintsMiss(words[j], hintOf(fps[j])) {
+			continue
+		}
+		if nowSec == 0 {
+			nowSec = now.Unix()
+		}
+		if key, ok := d.probe(fps[j], homes[j], t, now, nowSec); ok {
+			return key, true
+		}
+	}
+	return "", false
+}
+
+// probe looks at the slots with fingerprint fp from its home i: an exact
+// entry that matches t gives its key; a spilled slot that denies t gives ""
+// unless an exact entry in the same run also matches.
+func (d *Denylist) probe(fp uint64, i int, t *events.Token, now time.Time, nowSec int64) (string, bool) {
 	slots := d.fps.slots
+	want := hintOf(fp)
 	spilled := false
-	for i := home(fp, len(slots)); ; {
-		s := &slots[i]
-		if s.fp == 0 {
+	for {
+		h := d.fps.hint(i)
+		if h == 0 {
 			return "", spilled
 		}
-		if s.fp&^tagExact == fp {
+		if s := &slots[i]; h == want && s.fp&^tagExact == fp {
 			if s.fp&tagExact == 0 {
 				spilled = spilled || s.denies(t, nowSec)
 			} else if e := d.slab[s.exp]; e.live(now) && e.matches(t) {
@@ -640,7 +672,7 @@ func (d *Denylist) evictOldest(now time.Time) {
 	}
 	rec := e.spill()
 	if i := d.exactSlot(e); i >= 0 {
-		d.fps.slots[i] = rec
+		d.fps.set(i, rec)
 	} else { // unreachable; but never lose a revocation over it
 		d.fps.insert(rec)
 		d.tags[rec.fp&(tagKinds-1)]++

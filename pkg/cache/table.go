@@ -1,6 +1,9 @@
 package cache
 
-import "math/bits"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // table is an open-addressing hash table with linear probing and
 // backward-shift deletion (no tombstones), for the Denylist's fingerprint
@@ -19,7 +22,12 @@ import "math/bits"
 // 64-bit hashes; id 0 marks an empty slot.
 type table[S probeSlot] struct {
 	slots []S
-	n     int
+	// hints, when hinted, holds hintOf(id) of every slot (0: empty), two
+	// bytes per slot, followed by a copy of the first hintClone slots' hints
+	// so that a word-sized read at any slot sees the run wrap around.
+	hints  []byte
+	hinted bool
+	n      int
 }
 
 type probeSlot interface {
@@ -28,6 +36,7 @@ type probeSlot interface {
 }
 
 const (
+	hintClone     = 3
 	tableMinSlots = 64
 	tagBits       = 4
 	tagMask       = 1<<tagBits - 1
@@ -36,6 +45,50 @@ const (
 func home(id uint64, size int) int {
 	hi, _ := bits.Mul64(id&^tagMask, uint64(size))
 	return int(hi)
+}
+
+// hintOf is the 16 bits of an id that a hinted table keeps apart: the bits
+// just above the tag, which home barely uses (it takes the high bits). Never
+// 0, the empty slot.
+func hintOf(id uint64) uint16 { return max(uint16(id>>tagBits), 1) }
+
+func (t *table[S]) hint(i int) uint16 { return binary.LittleEndian.Uint16(t.hints[2*i:]) }
+
+func (t *table[S]) setHint(i int, h uint16) {
+	binary.LittleEndian.PutUint16(t.hints[2*i:], h)
+	if i < hintClone {
+		binary.LittleEndian.PutUint16(t.hints[2*(len(t.slots)+i):], h)
+	}
+}
+
+// hintWord returns the hints of slots i to i+3 (wrapping around), slot i's
+// in the low 16 bits. t must be hinted and not empty.
+func (t *table[S]) hintWord(i int) uint64 { return binary.LittleEndian.Uint64(t.hints[2*i:]) }
+
+// hintsMiss reports whether a hintWord proves that no slot from the first of
+// its four onwards has hint h: an empty slot comes before any slot with h.
+// Branch-free SWAR on four 16-bit lanes.
+func hintsMiss(w uint64, h uint16) bool {
+	const lo, hi = 0x0001_0001_0001_0001, 0x8000_8000_8000_8000
+	// The lowest lane flagged in each mask is a lane equal to 0 (to h);
+	// borrows can flag lanes above a true one, never below.
+	empty := (w - lo) &^ w & hi
+	x := w ^ uint64(h)*lo
+	match := (x - lo) &^ x & hi
+	firstEmpty := empty & -empty // 0 if no lane is empty
+	return firstEmpty != 0 && match&(firstEmpty-1) == 0
+}
+
+// set writes slot i (and its hint).
+func (t *table[S]) set(i int, s S) {
+	t.slots[i] = s
+	if t.hinted {
+		var h uint16
+		if s.id() != 0 {
+			h = hintOf(s.id())
+		}
+		t.setHint(i, h)
+	}
 }
 
 func (t *table[S]) insert(s S) {
@@ -48,7 +101,7 @@ func (t *table[S]) insert(s S) {
 			i = 0
 		}
 	}
-	t.slots[i] = s
+	t.set(i, s)
 	t.n++
 }
 
@@ -112,16 +165,20 @@ func (t *table[S]) deleteAt(i int) {
 		} else if i < h || h <= j {
 			continue
 		}
-		t.slots[i] = t.slots[j]
+		t.set(i, t.slots[j])
 		i = j
 	}
-	t.slots[i] = zero
+	t.set(i, zero)
 	t.n--
 }
 
 func (t *table[S]) resize(size int) {
 	old := t.slots
 	t.slots = make([]S, size)
+	t.hints = nil
+	if t.hinted {
+		t.hints = make([]byte, 2*(size+hintClone))
+	}
 	t.n = 0
 	for _, s := range old {
 		if s.id() == 0 {
@@ -133,7 +190,7 @@ func (t *table[S]) resize(size int) {
 				i = 0
 			}
 		}
-		t.slots[i] = s
+		t.set(i, s)
 		t.n++
 	}
 }
@@ -142,7 +199,7 @@ func (t *table[S]) resize(size int) {
 func (t *table[S]) shrink() {
 	switch {
 	case t.n == 0:
-		t.slots = nil
+		t.slots, t.hints = nil, nil
 	case len(t.slots) > tableMinSlots && t.n*8 < len(t.slots):
 		t.resize(max(tableMinSlots, t.n*2))
 	}

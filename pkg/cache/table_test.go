@@ -30,18 +30,44 @@ func checkTable[S probeSlot](t *testing.T, tb *table[S]) {
 	if used != tb.n {
 		t.Fatalf("n = %d, %d slots used", tb.n, used)
 	}
+	if !tb.hinted {
+		if tb.hints != nil {
+			t.Fatalf("unhinted table has %d bytes of hints", len(tb.hints))
+		}
+		return
+	}
+	if size == 0 {
+		return
+	}
+	if len(tb.hints) != 2*(size+hintClone) {
+		t.Fatalf("%d bytes of hints for %d slots", len(tb.hints), size)
+	}
+	for j, s := range tb.slots {
+		want := uint16(0)
+		if s.id() != 0 {
+			want = hintOf(s.id())
+		}
+		if got := tb.hint(j); got != want {
+			t.Fatalf("slot %d (id %#x): hint %#x, want %#x", j, s.id(), got, want)
+		}
+		if j < hintClone && tb.hint(size+j) != want {
+			t.Fatalf("slot %d: cloned hint %#x, want %#x", j, tb.hint(size+j), want)
+		}
+	}
 }
 
 func TestTableAgainstModel(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		var tb table[fpSlot]
+		tb := table[fpSlot]{hinted: seed%2 == 0}
 		tb.resize(tableMinSlots)
 		model := map[fpSlot]int{}
 		for step := range 2000 {
 			// Homes crowd the end of the table so that runs wrap around,
 			// and few distinct slots repeat so that duplicates occur.
 			p := uint64(60+rng.IntN(8)) % tableMinSlots
+			// Ids differing only in the bits above the tag have hints
+			// 1-3 (hintOf never gives 0): many hints repeat.
 			s := fpSlot{fp: p<<58 | uint64(rng.IntN(4))<<tagBits | uint64(rng.IntN(2))<<3 | 2, exp: uint32(rng.IntN(3))}
 			if rng.IntN(2) == 0 && tb.n < 40 { // stay below the resize threshold
 				tb.insert(s)
@@ -56,6 +82,9 @@ func TestTableAgainstModel(t *testing.T) {
 				t.Fatalf("seed %d step %d: %+v lost", seed, step, s)
 			}
 			checkTable(t, &tb)
+			if tb.hinted {
+				checkHintedLookups(t, &tb)
+			}
 			if len(tb.slots) != tableMinSlots {
 				t.Fatalf("table resized to %d", len(tb.slots))
 			}
@@ -76,7 +105,15 @@ func TestTableAgainstModel(t *testing.T) {
 }
 
 func TestTableGrowsAndShrinks(t *testing.T) {
-	var tb table[liftSlot]
+	for _, hinted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "hinted"}[hinted], func(t *testing.T) {
+			testTableGrowsAndShrinks(t, hinted)
+		})
+	}
+}
+
+func testTableGrowsAndShrinks(t *testing.T, hinted bool) {
+	tb := table[liftSlot]{hinted: hinted}
 	rng := rand.New(rand.NewPCG(7, 7))
 	ids := make([]uint64, 10_000)
 	for i := range ids {
@@ -93,11 +130,17 @@ func TestTableGrowsAndShrinks(t *testing.T) {
 			t.Fatalf("id %d not found", i)
 		}
 	}
+	if hinted {
+		checkHintedLookups(t, &tb)
+	}
 	for _, id := range ids[100:] {
 		tb.deleteAt(tb.find(id))
 	}
 	tb.shrink()
 	checkTable(t, &tb)
+	if hinted {
+		checkHintedLookups(t, &tb)
+	}
 	if len(tb.slots) > 4*100 {
 		t.Fatalf("%d slots for 100 entries after shrink", len(tb.slots))
 	}
@@ -108,6 +151,79 @@ func TestTableGrowsAndShrinks(t *testing.T) {
 	}
 	if tb.find(0xdead) >= 0 {
 		t.Fatal("found an id never inserted")
+	}
+}
+
+// checkHintedLookups checks hintsMiss on the hint word of every slot
+// against a scan of the slots, for the hint of every id in the table and an
+// absent one: it may say "miss" only if an empty slot comes before any slot
+// with that hint.
+func checkHintedLookups[S probeSlot](t *testing.T, tb *table[S]) {
+	t.Helper()
+	size := len(tb.slots)
+	hints := map[uint16]bool{hintOf(0xdead << 20): true}
+	for _, s := range tb.slots {
+		if s.id() != 0 {
+			hints[hintOf(s.id())] = true
+		}
+	}
+	for i := range size {
+		w := tb.hintWord(i)
+		for h := range hints {
+			present := false
+			for j := i; tb.slots[j].id() != 0; j = (j + 1) % size {
+				if hintOf(tb.slots[j].id()) == h {
+					present = true
+					break
+				}
+			}
+			if present && hintsMiss(w, h) {
+				t.Fatalf("slot %d: hintsMiss(%#016x, %#x) but the run has it", i, w, h)
+			}
+		}
+	}
+}
+
+// TestHintsMiss compares hintsMiss with a lane-by-lane reading on words made
+// of empty lanes, the wanted hint, its neighbours (borrows) and others.
+func TestHintsMiss(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	for range 200_000 {
+		h := uint16(1 + rng.IntN(0xffff))
+		if rng.IntN(4) == 0 {
+			h = []uint16{1, 2, 0x7fff, 0x8000, 0x8001, 0xffff}[rng.IntN(6)]
+		}
+		var w uint64
+		for lane := range 4 {
+			var v uint16
+			switch rng.IntN(6) {
+			case 0, 1:
+				v = 0
+			case 2:
+				v = h
+			case 3:
+				v = h + 1
+			case 4:
+				v = h - 1
+			default:
+				v = uint16(rng.Uint32())
+			}
+			w |= uint64(v) << (16 * lane)
+		}
+		want := false // an empty lane before any lane equal to h
+		for lane := range 4 {
+			v := uint16(w >> (16 * lane))
+			if v == h && h != 0 {
+				break
+			}
+			if v == 0 {
+				want = true
+				break
+			}
+		}
+		if got := hintsMiss(w, h); got != want {
+			t.Fatalf("hintsMiss(%#016x, %#x) = %v, want %v", w, h, got, want)
+		}
 	}
 }
 

@@ -356,7 +356,8 @@ func (l *Log) Publish(ctx context.Context, rev *events.Revocation, idemKey strin
 func (l *Log) publish(ctx context.Context, m *nats.Msg, idemKey string, expectSubjSeq *uint64) (Published, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
 	defer cancel()
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(l.cfg.StreamName), jetstream.WithRetryAttempts(0)}
+	// (no expected-stream header: the subjects belong to this stream alone)
+	opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
 	if idemKey != "" {
 		opts = append(opts, jetstream.WithMsgID(idemKey))
 	}
@@ -409,7 +410,11 @@ func copyMsg(m *nats.Msg) *nats.Msg {
 // Item is one entry of a batch.
 type Item struct {
 	Revocation *events.Revocation
-	IdemKey    string
+	// IdemKey, when set, makes a retried item be stored once. Without it an
+	// item that is retried (its ack was lost) may be stored twice: the
+	// second copy replaces the first (one subject per key), so the live
+	// state is the same, at the cost of an extra event.
+	IdemKey string
 }
 
 // ItemResult is the outcome of one batch entry.
@@ -431,7 +436,7 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 			results[i].Err = err
 			continue
 		}
-		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(l.cfg.StreamName)}
+		var opts []jetstream.PublishOpt
 		if it.IdemKey != "" {
 			opts = append(opts, jetstream.WithMsgID(it.IdemKey))
 		}
@@ -457,11 +462,15 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 			timeout.Reset(0)
 		}
 	}
-	// Items that failed with no leader or a lost ack are retried one by one:
-	// the message ID makes that safe.
+	// Items that failed with no leader or a lost ack are retried one by one,
+	// under their message ID (a new one for an item without: retried within
+	// this request, it is stored at most twice, under the same subject).
 	for i, it := range items {
-		if results[i].Err == nil || it.IdemKey == "" {
+		if results[i].Err == nil {
 			continue
+		}
+		if it.IdemKey == "" {
+			it.IdemKey = NewIdempotencyKey()
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(results[i].Err, &apiErr) && !retryableAPIError(apiErr) {
