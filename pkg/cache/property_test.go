@@ -38,9 +38,13 @@ func (m *model) denies(t *events.Token, now time.Time) bool {
 type gen struct {
 	rng    *rand.Rand
 	single bool // only revocations with a single matcher (plus iss)
+	scale  int  // multiplies the vocabularies of jtis, subs and kids; 0 means 1
 }
 
 func (g gen) pick(prefix string, n int) string { return prefix + strconv.Itoa(g.rng.IntN(n)) }
+
+// pickN picks from a vocabulary that grows with the scale.
+func (g gen) pickN(prefix string, n int) string { return g.pick(prefix, n*max(g.scale, 1)) }
 
 func (g gen) sec(lo, hi int) events.Time {
 	return at(time.Duration(lo+g.rng.IntN(hi-lo)) * time.Second)
@@ -58,15 +62,15 @@ func (g gen) revocation() *events.Revocation {
 	}
 	switch g.rng.IntN(shapes) {
 	case 0, 1:
-		r.JTI = g.pick("j", 12)
+		r.JTI = g.pickN("j", 12)
 	case 2:
-		r.Sub = g.pick("s", 6)
+		r.Sub = g.pickN("s", 6)
 		r.IssuedBefore = g.sec(-50, 50)
 	case 3:
-		r.Sub = g.pick("s", 6)
+		r.Sub = g.pickN("s", 6)
 		r.Ban = true
 	case 4:
-		r.Kid = g.pick("k", 4)
+		r.Kid = g.pickN("k", 4)
 		if g.rng.IntN(2) == 0 {
 			r.IssuedBefore = g.sec(-50, 50)
 		}
@@ -74,15 +78,15 @@ func (g gen) revocation() *events.Revocation {
 		r.Claims = map[string]any{"tenant": g.pick("t", 3)}
 		r.IssuedBefore = g.sec(-50, 50)
 	case 6: // multi-matcher from here on
-		r.JTI = g.pick("j", 12)
-		r.Sub = g.pick("s", 6)
+		r.JTI = g.pickN("j", 12)
+		r.Sub = g.pickN("s", 6)
 	case 7:
-		r.Sub = g.pick("s", 6)
+		r.Sub = g.pickN("s", 6)
 		r.Claims = map[string]any{"tenant": g.pick("t", 3)}
 		r.IssuedBefore = g.sec(-50, 50)
 	case 8:
-		r.Kid = g.pick("k", 4)
-		r.Sub = g.pick("s", 6)
+		r.Kid = g.pickN("k", 4)
+		r.Sub = g.pickN("s", 6)
 		r.Ban = true
 	}
 	if g.rng.IntN(8) > 0 {
@@ -94,13 +98,13 @@ func (g gen) revocation() *events.Revocation {
 func (g gen) token() *events.Token {
 	t := &events.Token{Iss: g.iss()}
 	if g.rng.IntN(4) > 0 {
-		t.JTI = g.pick("j", 14)
+		t.JTI = g.pickN("j", 14)
 	}
 	if g.rng.IntN(4) > 0 {
-		t.Sub = g.pick("s", 7)
+		t.Sub = g.pickN("s", 7)
 	}
 	if g.rng.IntN(4) > 0 {
-		t.Kid = g.pick("k", 5)
+		t.Kid = g.pickN("k", 5)
 	}
 	if g.rng.IntN(2) > 0 {
 		t.Claims = map[string]any{"tenant": g.pick("t", 4)}
