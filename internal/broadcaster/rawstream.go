@@ -86,5 +86,6 @@ func (s *rawStream) Send(ev sse.Event) error {
 }
 
 func (s *rawStream) Comment(text string) error {
-	return s.SendRaw(sse.AppendComment(nil, text))
+	s.buf = sse.AppendComment(s.buf[:0], text)
+	return s.SendRaw(s.buf)
 }

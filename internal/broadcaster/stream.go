@@ -178,8 +178,13 @@ var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, replayFlushB
 // each new event as it is applied, with a heartbeat when idle. History and
 // live events come through the same cursor, so none is lost or sent twice.
 func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription) error {
+	// The heartbeat timer is not reset on every write (thousands of
+	// subscribers each moving a timer per event): when it fires, it pings
+	// only if nothing was written for a whole heartbeat, else waits out the
+	// rest.
 	heartbeat := time.NewTimer(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	lastWrite := time.Now()
 	var batch [][]byte
 	synced := false
 	for {
@@ -190,7 +195,7 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 				if err := writeFrames(st, batch); err != nil {
 					return err
 				}
-				heartbeat.Reset(s.cfg.Heartbeat)
+				lastWrite = time.Now()
 			}
 			if caughtUp {
 				break
@@ -202,7 +207,10 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 			if err := st.Send(sse.Event{Type: events.TypeSynced, Data: data}); err != nil {
 				return err
 			}
-			batch = nil // an idle subscriber keeps no batch
+			lastWrite = time.Now()
+			// a live subscriber gets an event or two at a time: keep a
+			// small batch, not the one the replay grew
+			batch = make([][]byte, 0, 4)
 		}
 		select {
 		case <-sub.Wake():
@@ -211,9 +219,14 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-heartbeat.C:
+			if idle := time.Since(lastWrite); idle < s.cfg.Heartbeat {
+				heartbeat.Reset(s.cfg.Heartbeat - idle)
+				continue
+			}
 			if err := st.Comment("ping"); err != nil {
 				return err
 			}
+			lastWrite = time.Now()
 			heartbeat.Reset(s.cfg.Heartbeat)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"maps"
 	"math"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -426,8 +427,6 @@ func (d *Denylist) check(t *events.Token, now time.Time) (string, bool) {
 const maxLookups = 2 * (numKinds - 1)
 
 func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
-	var fps [maxLookups]uint64
-	n := 0
 	var hIss uint64
 	issHashed := false
 	for k := kindJTI; k < numKinds; k++ {
@@ -442,62 +441,52 @@ func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
 		}
 		h := maphash.String(d.seeds[k], v)
 		if plain {
-			fps[n] = matcherFP(h, k, 0, false)
-			n++
+			if key, ok := d.probe(matcherFP(h, k, 0, false), t, now); ok {
+				return key, true
+			}
 		}
 		if scoped {
 			if !issHashed {
 				hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
 			}
-			fps[n] = matcherFP(h, k, hIss, true)
-			n++
-		}
-	}
-	// Read the first hints of every lookup before deciding any, so that
-	// their cache misses overlap instead of adding up.
-	var words [maxLookups]uint64
-	var homes [maxLookups]int
-	size := len(d.fps.slots)
-	for j := range n {
-		homes[j] = home(fps[j], size)
-		words[j] = d.fps.hintWord(homes[j])
-	}
-	var nowSec int64
-	for j := range n {
-		if hintsMiss(words[j], hintOf(fps[j])) {
-			continue
-		}
-		if nowSec == 0 {
-			nowSec = now.Unix()
-		}
-		if key, ok := d.probe(fps[j], homes[j], t, now, nowSec); ok {
-			return key, true
+			if key, ok := d.probe(matcherFP(h, k, hIss, true), t, now); ok {
+				return key, true
+			}
 		}
 	}
 	return "", false
 }
 
-// probe looks at the slots with fingerprint fp from its home i: an exact
-// entry that matches t gives its key; a spilled slot that denies t gives ""
-// unless an exact entry in the same run also matches.
-func (d *Denylist) probe(fp uint64, i int, t *events.Token, now time.Time, nowSec int64) (string, bool) {
+// probe looks at the slots with fingerprint fp: an exact entry that matches
+// t gives its key; a spilled slot that denies t gives "" unless an exact
+// entry in the same run also matches. It reads the run four hints at a time
+// and touches a slot only when its hint is fp's.
+func (d *Denylist) probe(fp uint64, t *events.Token, now time.Time) (string, bool) {
 	slots := d.fps.slots
 	want := hintOf(fp)
 	spilled := false
-	for {
-		h := d.fps.hint(i)
-		if h == 0 {
-			return "", spilled
-		}
-		if s := &slots[i]; h == want && s.fp&^tagExact == fp {
+	for i := home(fp, len(slots)); ; {
+		match, more := d.fps.candidates(i, want)
+		for ; match != 0; match &= match - 1 {
+			j := i + bits.TrailingZeros64(match)/16
+			if j >= len(slots) {
+				j -= len(slots)
+			}
+			s := &slots[j]
+			if s.fp&^tagExact != fp {
+				continue // a hint collision (or a lane flagged by a borrow)
+			}
 			if s.fp&tagExact == 0 {
-				spilled = spilled || s.denies(t, nowSec)
+				spilled = spilled || s.denies(t, now.Unix())
 			} else if e := d.slab[s.exp]; e.live(now) && e.matches(t) {
 				return e.key, true
 			}
 		}
-		if i++; i == len(slots) {
-			i = 0
+		if !more {
+			return "", spilled
+		}
+		if i += 4; i >= len(slots) {
+			i -= len(slots)
 		}
 	}
 }

@@ -61,22 +61,20 @@ func (t *table[S]) setHint(i int, h uint16) {
 	}
 }
 
-// hintWord returns the hints of slots i to i+3 (wrapping around), slot i's
-// in the low 16 bits. t must be hinted and not empty.
-func (t *table[S]) hintWord(i int) uint64 { return binary.LittleEndian.Uint64(t.hints[2*i:]) }
-
-// hintsMiss reports whether a hintWord proves that no slot from the first of
-// its four onwards has hint h: an empty slot comes before any slot with h.
+// candidates reads the hints of slots i to i+3 (wrapping around) of a
+// hinted, non-empty table, at once: bit 16j+15 of match is set if slot i+j
+// may hold an id with hint h (it does, but for lanes above a true one, which
+// a borrow may flag), up to the first empty slot; more is false if there is
+// an empty slot among the four, so that the run of i ends there.
 // Branch-free SWAR on four 16-bit lanes.
-func hintsMiss(w uint64, h uint16) bool {
+func (t *table[S]) candidates(i int, h uint16) (match uint64, more bool) {
 	const lo, hi = 0x0001_0001_0001_0001, 0x8000_8000_8000_8000
-	// The lowest lane flagged in each mask is a lane equal to 0 (to h);
-	// borrows can flag lanes above a true one, never below.
-	empty := (w - lo) &^ w & hi
+	w := binary.LittleEndian.Uint64(t.hints[2*i:])
 	x := w ^ uint64(h)*lo
-	match := (x - lo) &^ x & hi
-	firstEmpty := empty & -empty // 0 if no lane is empty
-	return firstEmpty != 0 && match&(firstEmpty-1) == 0
+	match = (x - lo) &^ x & hi
+	empty := (w - lo) &^ w & hi // the lowest flagged lane is truly empty
+	first := empty & -empty
+	return match & (first - 1), first == 0
 }
 
 // set writes slot i (and its hint).

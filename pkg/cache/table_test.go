@@ -1,9 +1,12 @@
 package cache
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,60 +157,92 @@ func testTableGrowsAndShrinks(t *testing.T, hinted bool) {
 	}
 }
 
-// checkHintedLookups checks hintsMiss on the hint word of every slot: it
-// must not say "miss" for the hint of any slot in the run from there on.
+// checkHintedLookups checks that walking the hints of the run of every id
+// in the table, four at a time with candidates as Denylist.probe does, finds
+// its slot.
 func checkHintedLookups[S probeSlot](t *testing.T, tb *table[S]) {
 	t.Helper()
 	size := len(tb.slots)
-	for i := range size {
-		w := tb.hintWord(i)
-		for j := i; tb.slots[j].id() != 0; j = (j + 1) % size {
-			if h := hintOf(tb.slots[j].id()); hintsMiss(w, h) {
-				t.Fatalf("slot %d: hintsMiss(%#016x, %#x) but slot %d has it", i, w, h, j)
-			}
+	for j, s := range tb.slots {
+		if s.id() == 0 {
+			continue
+		}
+		if !slices.Contains(hintedCandidates(tb, s.id()), j) {
+			t.Fatalf("slot %d (id %#x, home %d) not among the candidates", j, s.id(), home(s.id(), size))
 		}
 	}
 }
 
-// TestHintsMiss compares hintsMiss with a lane-by-lane reading on words made
-// of empty lanes, the wanted hint, its neighbours (borrows) and others.
-func TestHintsMiss(t *testing.T) {
+// hintedCandidates returns the slots the hints point at for id, walking its
+// run from its home.
+func hintedCandidates[S probeSlot](tb *table[S], id uint64) []int {
+	var found []int
+	size := len(tb.slots)
+	for i, n := home(id, size), 0; n <= size; n += 4 {
+		match, more := tb.candidates(i, hintOf(id))
+		for ; match != 0; match &= match - 1 {
+			found = append(found, (i+bits.TrailingZeros64(match)/16)%size)
+		}
+		if !more {
+			break
+		}
+		i = (i + 4) % size
+	}
+	return found
+}
+
+// TestCandidates compares candidates with a lane-by-lane reading on hint
+// words made of empty lanes, the wanted hint, its neighbours (borrows) and
+// others: every lane with the hint before the first empty one must be
+// flagged, the lowest flagged lane must have the hint, no lane at or past
+// the first empty one may be flagged, and more must tell whether there is
+// an empty lane.
+func TestCandidates(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 11))
+	tb := table[fpSlot]{hinted: true, slots: make([]fpSlot, 1), hints: make([]byte, 8)}
 	for range 200_000 {
 		h := uint16(1 + rng.IntN(0xffff))
 		if rng.IntN(4) == 0 {
 			h = []uint16{1, 2, 0x7fff, 0x8000, 0x8001, 0xffff}[rng.IntN(6)]
 		}
-		var w uint64
-		for lane := range 4 {
-			var v uint16
+		var lanes [4]uint16
+		for j := range lanes {
 			switch rng.IntN(6) {
 			case 0, 1:
-				v = 0
+				lanes[j] = 0
 			case 2:
-				v = h
+				lanes[j] = h
 			case 3:
-				v = h + 1
+				lanes[j] = h + 1
 			case 4:
-				v = h - 1
+				lanes[j] = h - 1
 			default:
-				v = uint16(rng.Uint32())
+				lanes[j] = uint16(rng.Uint32())
 			}
-			w |= uint64(v) << (16 * lane)
+			binary.LittleEndian.PutUint16(tb.hints[2*j:], lanes[j])
 		}
-		want := false // an empty lane before any lane equal to h
-		for lane := range 4 {
-			v := uint16(w >> (16 * lane))
-			if v == h && h != 0 {
-				break
-			}
-			if v == 0 {
-				want = true
-				break
+		match, more := tb.candidates(0, h)
+		firstEmpty := slices.Index(lanes[:], 0)
+		if more != (firstEmpty < 0) {
+			t.Fatalf("lanes %#x, hint %#x: more = %v", lanes, h, more)
+		}
+		if firstEmpty < 0 {
+			firstEmpty = 4
+		}
+		for j, v := range lanes {
+			flagged := match>>(16*j+15)&1 == 1
+			switch {
+			case j >= firstEmpty && flagged:
+				t.Fatalf("lanes %#x, hint %#x: lane %d flagged at or past the first empty one (%#x)", lanes, h, j, match)
+			case j < firstEmpty && v == h && !flagged:
+				t.Fatalf("lanes %#x, hint %#x: lane %d not flagged (%#x)", lanes, h, j, match)
 			}
 		}
-		if got := hintsMiss(w, h); got != want {
-			t.Fatalf("hintsMiss(%#016x, %#x) = %v, want %v", w, h, got, want)
+		if match&^(0x8000_8000_8000_8000) != 0 {
+			t.Fatalf("match %#x has bits outside the lane flags", match)
+		}
+		if match != 0 && lanes[bits.TrailingZeros64(match)/16] != h {
+			t.Fatalf("lanes %#x, hint %#x: lowest flagged lane is not h (%#x)", lanes, h, match)
 		}
 	}
 }
