@@ -65,9 +65,9 @@ func (g gen) iss() string {
 
 func (g gen) revocation() *events.Revocation {
 	r := events.Revocation{Iss: g.iss()}
-	shapes := 6
+	shapes := 7
 	if !g.single {
-		shapes = 9
+		shapes = 10
 	}
 	switch g.rng.IntN(shapes) {
 	case 0, 1:
@@ -86,14 +86,17 @@ func (g gen) revocation() *events.Revocation {
 	case 5:
 		r.Claims = map[string]any{"tenant": g.pick("t", 3)}
 		r.IssuedBefore = g.sec(-50, 50)
-	case 6: // multi-matcher from here on
+	case 6:
+		r.Claims = map[string]any{"tenant": g.pick("t", 3)}
+		r.Ban = true
+	case 7: // multi-matcher from here on
 		r.JTI = g.pickN("j", 12)
 		r.Sub = g.pickN("s", 6)
-	case 7:
+	case 8:
 		r.Sub = g.pickN("s", 6)
 		r.Claims = map[string]any{"tenant": g.pick("t", 3)}
 		r.IssuedBefore = g.sec(-50, 50)
-	case 8:
+	case 9:
 		r.Kid = g.pickN("k", 4)
 		r.Sub = g.pickN("s", 6)
 		r.Ban = true

@@ -12,19 +12,28 @@ import (
 // Why not a Go map: at a million entries Go's maps sit near half load (each
 // 1024-slot group doubles when 7/8 full, and with uniform hashes they all
 // fill at once), which would cost ~90 bytes per spilled revocation for the
-// two indexes instead of ~65. These tables grow by 1.5× at 80 % load, so
-// they stay between 53 % and 80 % full, where a miss still looks at about
-// two or three slots (one or two cache lines).
+// two indexes instead of ~65 (~67 with the hints). These tables grow by
+// 1.5× at 80 % load, so they stay between 53 % and 80 % full, where a miss
+// still looks at about two or three slots (one or two cache lines).
 //
 // Slots are addressed by multiply-shift ("fastrange") on the id with its low
 // tagBits bits cleared, so the size need not be a power of two and slots
 // whose ids differ only in those bits share a probe run. Ids are uniform
 // 64-bit hashes; id 0 marks an empty slot.
+//
+// A hinted table also keeps a byte per slot, 8 more bits of its id, in an
+// array of its own (the way Swiss tables keep control bytes), so that a
+// lookup can tell from the hints alone, one word and no branch per eight
+// slots, that its id is absent, without reading the slots: at a million
+// entries the slots fill tens of megabytes, out of the CPU caches, while
+// the hints fill one or two and stay in them. Every write of a slot goes
+// through set, which writes its hint too, under whatever lock guards the
+// table, so that no lookup can miss a slot because of its hint.
 type table[S probeSlot] struct {
 	slots []S
-	// hints, when hinted, holds hintOf(id) of every slot (0: empty), two
-	// bytes per slot, followed by a copy of the first hintClone slots' hints
-	// so that a word-sized read at any slot sees the run wrap around.
+	// hints, when hinted: hintOf(id) per slot, 0 if empty, then a copy of
+	// the first hintClone slots' hints, so that reading hintLanes hints from
+	// any slot sees the run wrap around.
 	hints  []byte
 	hinted bool
 	n      int
@@ -36,10 +45,11 @@ type probeSlot interface {
 }
 
 const (
-	hintClone     = 3
 	tableMinSlots = 64
 	tagBits       = 4
 	tagMask       = 1<<tagBits - 1
+	hintLanes     = 8 // hints read at once: a uint64
+	hintClone     = hintLanes - 1
 )
 
 func home(id uint64, size int) int {
@@ -47,29 +57,24 @@ func home(id uint64, size int) int {
 	return int(hi)
 }
 
-// hintOf is the 16 bits of an id that a hinted table keeps apart: the bits
-// just above the tag, which home barely uses (it takes the high bits). Never
-// 0, the empty slot.
-func hintOf(id uint64) uint16 { return max(uint16(id>>tagBits), 1) }
+// hintOf is the byte of an id that a hinted table keeps apart from its
+// slot: the 8 bits just above the tag, independent of home (which takes the
+// high bits). Never 0, the empty slot.
+func hintOf(id uint64) uint8 { return max(uint8(id>>tagBits), 1) }
 
-func (t *table[S]) hint(i int) uint16 { return binary.LittleEndian.Uint16(t.hints[2*i:]) }
-
-func (t *table[S]) setHint(i int, h uint16) {
-	binary.LittleEndian.PutUint16(t.hints[2*i:], h)
-	if i < hintClone {
-		binary.LittleEndian.PutUint16(t.hints[2*(len(t.slots)+i):], h)
-	}
-}
-
-// candidates reads the hints of slots i to i+3 (wrapping around) of a
-// hinted, non-empty table, at once: bit 16j+15 of match is set if slot i+j
-// may hold an id with hint h (it does, but for lanes above a true one, which
-// a borrow may flag), up to the first empty slot; more is false if there is
-// an empty slot among the four, so that the run of i ends there.
-// Branch-free SWAR on four 16-bit lanes.
-func (t *table[S]) candidates(i int, h uint16) (match uint64, more bool) {
-	const lo, hi = 0x0001_0001_0001_0001, 0x8000_8000_8000_8000
-	w := binary.LittleEndian.Uint64(t.hints[2*i:])
+// candidates returns, for a hinted, non-empty table, which of the slots i to
+// i+7 (wrapping around) may hold an id with hint h: bit 8j+7 of match is set
+// for slot i+j; only slots before the first empty one are flagged, and more
+// reports whether the run of i goes on past the eight.
+//
+// It is one load and a few ALU operations (SWAR on eight byte lanes): no
+// branch to mispredict per slot, as a slot-by-slot loop has when the runs
+// it meets vary in length. Every slot with hint h is flagged; a borrow may
+// also flag a slot above a flagged one, so the caller compares the slot's
+// id anyway, as it must for hints that are merely equal.
+func (t *table[S]) candidates(i int, h uint8) (match uint64, more bool) {
+	const lo, hi = 0x0101_0101_0101_0101, 0x8080_8080_8080_8080
+	w := binary.LittleEndian.Uint64(t.hints[i:])
 	x := w ^ uint64(h)*lo
 	match = (x - lo) &^ x & hi
 	empty := (w - lo) &^ w & hi // the lowest flagged lane is truly empty
@@ -77,15 +82,18 @@ func (t *table[S]) candidates(i int, h uint16) (match uint64, more bool) {
 	return match & (first - 1), first == 0
 }
 
-// set writes slot i (and its hint).
+// set writes slot i and its hint.
 func (t *table[S]) set(i int, s S) {
 	t.slots[i] = s
 	if t.hinted {
-		var h uint16
-		if s.id() != 0 {
-			h = hintOf(s.id())
+		var h uint8
+		if id := s.id(); id != 0 {
+			h = hintOf(id)
 		}
-		t.setHint(i, h)
+		t.hints[i] = h
+		if i < hintClone {
+			t.hints[len(t.slots)+i] = h
+		}
 	}
 }
 
@@ -175,7 +183,7 @@ func (t *table[S]) resize(size int) {
 	t.slots = make([]S, size)
 	t.hints = nil
 	if t.hinted {
-		t.hints = make([]byte, 2*(size+hintClone))
+		t.hints = make([]byte, size+hintClone)
 	}
 	t.n = 0
 	for _, s := range old {

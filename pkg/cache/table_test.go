@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"math"
 	"math/bits"
@@ -42,19 +41,19 @@ func checkTable[S probeSlot](t *testing.T, tb *table[S]) {
 	if size == 0 {
 		return
 	}
-	if len(tb.hints) != 2*(size+hintClone) {
-		t.Fatalf("%d bytes of hints for %d slots", len(tb.hints), size)
+	if len(tb.hints) != size+hintClone {
+		t.Fatalf("%d hints for %d slots", len(tb.hints), size)
 	}
 	for j, s := range tb.slots {
-		want := uint16(0)
+		want := uint8(0)
 		if s.id() != 0 {
 			want = hintOf(s.id())
 		}
-		if got := tb.hint(j); got != want {
+		if got := tb.hints[j]; got != want {
 			t.Fatalf("slot %d (id %#x): hint %#x, want %#x", j, s.id(), got, want)
 		}
-		if j < hintClone && tb.hint(size+j) != want {
-			t.Fatalf("slot %d: cloned hint %#x, want %#x", j, tb.hint(size+j), want)
+		if j < hintClone && tb.hints[size+j] != want {
+			t.Fatalf("slot %d: cloned hint %#x, want %#x", j, tb.hints[size+j], want)
 		}
 	}
 }
@@ -69,8 +68,8 @@ func TestTableAgainstModel(t *testing.T) {
 			// Homes crowd the end of the table so that runs wrap around,
 			// and few distinct slots repeat so that duplicates occur.
 			p := uint64(60+rng.IntN(8)) % tableMinSlots
-			// Ids differing only in the bits above the tag have hints
-			// 1-3 (hintOf never gives 0): many hints repeat.
+			// The bits above the tag take 4 values, so hints (never 0)
+			// repeat.
 			s := fpSlot{fp: p<<58 | uint64(rng.IntN(4))<<tagBits | uint64(rng.IntN(2))<<3 | 2, exp: uint32(rng.IntN(3))}
 			if rng.IntN(2) == 0 && tb.n < 40 { // stay below the resize threshold
 				tb.insert(s)
@@ -178,15 +177,15 @@ func checkHintedLookups[S probeSlot](t *testing.T, tb *table[S]) {
 func hintedCandidates[S probeSlot](tb *table[S], id uint64) []int {
 	var found []int
 	size := len(tb.slots)
-	for i, n := home(id, size), 0; n <= size; n += 4 {
+	for i, n := home(id, size), 0; n <= size; n += hintLanes {
 		match, more := tb.candidates(i, hintOf(id))
 		for ; match != 0; match &= match - 1 {
-			found = append(found, (i+bits.TrailingZeros64(match)/16)%size)
+			found = append(found, (i+bits.TrailingZeros64(match)/8)%size)
 		}
 		if !more {
 			break
 		}
-		i = (i + 4) % size
+		i = (i + hintLanes) % size
 	}
 	return found
 }
@@ -199,38 +198,37 @@ func hintedCandidates[S probeSlot](tb *table[S], id uint64) []int {
 // an empty lane.
 func TestCandidates(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 11))
-	tb := table[fpSlot]{hinted: true, slots: make([]fpSlot, 1), hints: make([]byte, 8)}
+	tb := table[fpSlot]{hinted: true, slots: make([]fpSlot, 1), hints: make([]byte, hintLanes)}
 	for range 200_000 {
-		h := uint16(1 + rng.IntN(0xffff))
+		h := uint8(1 + rng.IntN(0xff))
 		if rng.IntN(4) == 0 {
-			h = []uint16{1, 2, 0x7fff, 0x8000, 0x8001, 0xffff}[rng.IntN(6)]
+			h = []uint8{1, 2, 0x7f, 0x80, 0x81, 0xff}[rng.IntN(6)]
 		}
-		var lanes [4]uint16
+		lanes := tb.hints
 		for j := range lanes {
 			switch rng.IntN(6) {
-			case 0, 1:
+			case 0:
 				lanes[j] = 0
-			case 2:
+			case 1, 2:
 				lanes[j] = h
 			case 3:
 				lanes[j] = h + 1
 			case 4:
 				lanes[j] = h - 1
 			default:
-				lanes[j] = uint16(rng.Uint32())
+				lanes[j] = uint8(rng.Uint32())
 			}
-			binary.LittleEndian.PutUint16(tb.hints[2*j:], lanes[j])
 		}
 		match, more := tb.candidates(0, h)
-		firstEmpty := slices.Index(lanes[:], 0)
+		firstEmpty := slices.Index(lanes, 0)
 		if more != (firstEmpty < 0) {
 			t.Fatalf("lanes %#x, hint %#x: more = %v", lanes, h, more)
 		}
 		if firstEmpty < 0 {
-			firstEmpty = 4
+			firstEmpty = hintLanes
 		}
 		for j, v := range lanes {
-			flagged := match>>(16*j+15)&1 == 1
+			flagged := match>>(8*j+7)&1 == 1
 			switch {
 			case j >= firstEmpty && flagged:
 				t.Fatalf("lanes %#x, hint %#x: lane %d flagged at or past the first empty one (%#x)", lanes, h, j, match)
@@ -238,10 +236,10 @@ func TestCandidates(t *testing.T) {
 				t.Fatalf("lanes %#x, hint %#x: lane %d not flagged (%#x)", lanes, h, j, match)
 			}
 		}
-		if match&^(0x8000_8000_8000_8000) != 0 {
+		if match&^0x8080_8080_8080_8080 != 0 {
 			t.Fatalf("match %#x has bits outside the lane flags", match)
 		}
-		if match != 0 && lanes[bits.TrailingZeros64(match)/16] != h {
+		if match != 0 && lanes[bits.TrailingZeros64(match)/8] != h {
 			t.Fatalf("lanes %#x, hint %#x: lowest flagged lane is not h (%#x)", lanes, h, match)
 		}
 	}
