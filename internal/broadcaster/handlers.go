@@ -500,7 +500,10 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(data, '\n'))
+	// data is shared with the frames being written to subscribers: never
+	// append to it in place.
+	body := make([]byte, 0, len(data)+1)
+	w.Write(append(append(body, data...), '\n'))
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {

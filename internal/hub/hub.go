@@ -289,7 +289,9 @@ func (h *Hub) Get(key string) ([]byte, bool) {
 	if !ok || e.typ != events.TypeRevoke || (e.expires != 0 && e.expires <= time.Now().UnixNano()) {
 		return nil, false
 	}
-	return e.data, true
+	// Capacity clipped: the bytes are shared with frames being written to
+	// subscribers, so a caller's append must copy rather than write into them.
+	return e.data[:len(e.data):len(e.data)], true
 }
 
 // Len is the number of live entries (revocations and lifts).
