@@ -70,6 +70,9 @@ type Hub struct {
 	subs    map[*Subscription]struct{}
 	applied chan struct{} // closed and replaced on every Apply
 
+	wakeMu  sync.Mutex      // serialises Apply's signalling; guards wakeBuf
+	wakeBuf []*Subscription // reused list of subscribers to signal
+
 	readyOnce sync.Once
 	ready     chan struct{}
 
@@ -164,9 +167,17 @@ func (h *Hub) Apply(ev Event) error {
 		e.expires = ev.Expires.UnixNano()
 	}
 
+	// The subscribers are signalled after the lock is released: one woken
+	// now would block at once on the read lock that Next takes and be
+	// woken a second time when Apply unlocks (with 10,000 subscribers,
+	// twice the scheduler work on the fan-out path).
+	h.wakeMu.Lock()
+	defer h.wakeMu.Unlock()
+	wake := h.wakeBuf[:0]
+
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if ev.Seq <= h.head || h.epoch != epoch {
+		h.mu.Unlock()
 		return nil
 	}
 	if old, ok := h.byKey[ev.Key]; ok {
@@ -182,14 +193,23 @@ func (h *Hub) Apply(ev Event) error {
 			h.slowDropped.Add(1)
 			continue
 		}
-		select {
-		case s.wake <- struct{}{}:
-		default: // already signalled
+		if len(s.wake) == 0 { // else already signalled
+			wake = append(wake, s)
 		}
 	}
 	close(h.applied)
 	h.applied = make(chan struct{})
 	h.compactLocked()
+	h.mu.Unlock()
+
+	for _, s := range wake {
+		select {
+		case s.wake <- struct{}{}:
+		default: // signalled meanwhile
+		}
+	}
+	clear(wake) // no references to closed subscriptions kept
+	h.wakeBuf = wake[:0]
 	return nil
 }
 
@@ -395,8 +415,20 @@ func (s *Subscription) Next(dst [][]byte, limit int) (frames [][]byte, caughtUp 
 func (s *Subscription) Cursor() uint64 { return s.cursor.Load() }
 
 // Wake is signalled when an event was applied after the subscriber last
-// caught up. It is a signal, not a queue: call Next until caught up.
+// caught up, when it was dropped (Done is then closed) and on Kick. It is a
+// signal, not a queue: call Next until caught up.
 func (s *Subscription) Wake() <-chan struct{} { return s.wake }
+
+// Kick signals Wake as an event would. A caller that waits for other things
+// too (a heartbeat timer, cancellation) can have them kick, and block on
+// Wake alone: a one-channel receive is cheaper than a select, and with
+// thousands of subscribers it is paid on every event.
+func (s *Subscription) Kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Done is closed when the hub dropped the subscription: it fell more than
 // the allowed lag behind, or the hub was reset. The caller ends the
@@ -417,6 +449,7 @@ func (h *Hub) dropLocked(s *Subscription) {
 	s.dropped = true
 	delete(h.subs, s)
 	close(s.done)
+	s.Kick()
 	h.subscribers.Add(-1)
 }
 

@@ -282,3 +282,56 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// A subscriber's goroutine blocks on Wake alone, so everything that must get
+// its attention has to signal Wake: an event, being dropped, and Kick.
+func TestWakeIsSignalled(t *testing.T) {
+	signalled := func(s *Subscription) bool {
+		select {
+		case <-s.Wake():
+			return true
+		default:
+			return false
+		}
+	}
+	tests := []struct {
+		name string
+		do   func(t *testing.T, h *Hub, s *Subscription)
+	}{
+		{"event applied", func(t *testing.T, h *Hub, s *Subscription) { h.Apply(revoke(2, "b")) }},
+		{"lagging and dropped", func(t *testing.T, h *Hub, s *Subscription) {
+			// drained before each event as by a consumer that never
+			// reads, so that the last signal is the one the drop sent
+			for i := uint64(2); i <= 10; i++ {
+				select {
+				case <-s.Wake():
+				default:
+				}
+				h.Apply(revoke(i, strconv.FormatUint(i, 10)))
+				select {
+				case <-s.Done():
+					return
+				default:
+				}
+			}
+			t.Fatal("not dropped 9 events behind with max lag 4")
+		}},
+		{"hub reset", func(t *testing.T, h *Hub, s *Subscription) { h.Reset(2) }},
+		{"closed", func(t *testing.T, h *Hub, s *Subscription) { s.Close() }},
+		{"kicked", func(t *testing.T, h *Hub, s *Subscription) { s.Kick() }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New(1, WithMaxLag(4))
+			h.Apply(revoke(1, "a"))
+			s := h.Subscribe(1)
+			if signalled(s) {
+				t.Fatal("signalled before anything happened")
+			}
+			tc.do(t, h, s)
+			if !signalled(s) {
+				t.Fatal("Wake not signalled")
+			}
+		})
+	}
+}
