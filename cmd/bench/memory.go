@@ -58,6 +58,9 @@ type AgentMemory struct {
 const (
 	targetSubscriberBytes = 20_000
 	targetRevocationBytes = 100
+	// targetRevocationState is the number of live revocations the agent
+	// memory target is defined at (issue 3: "at 1M entries").
+	targetRevocationState = 1_000_000
 )
 
 var memoryMetrics = []string{
@@ -221,7 +224,14 @@ func (r *runner) runMemoryAgent(ctx context.Context) error {
 	r.memoryResult().Agent = res
 
 	tb := &table{title: fmt.Sprintf("memory: a pkg/agent agent (HS256, default denylist capacity) in this process following %s live revocations", fmtInt(int64(live)))}
-	tb.add("agent heap per live revocation", fmtBytes(res.BytesPerRevocation), "≤ 100 B", verdict(res.BytesPerRevocation, targetRevocationBytes, true))
+	// The target is defined at 1M live revocations: below that, the exact
+	// tier (65,536 entries of a few hundred bytes) and fixed costs are spread
+	// over fewer revocations, so the figure is printed without a verdict.
+	agentVerdict := verdict(res.BytesPerRevocation, targetRevocationBytes, true)
+	if live < targetRevocationState {
+		agentVerdict = "(target at 1M: --state 1000000)"
+	}
+	tb.add("agent heap per live revocation", fmtBytes(res.BytesPerRevocation), "≤ 100 B at 1M", agentVerdict)
 	tb.add("  revocations held: exact · spilled", fmtInt(int64(res.Exact))+" · "+fmtInt(int64(res.Spilled)), "", "")
 	tb.add("  heap allocated after GC, before → ready", fmtBytes(float64(res.HeapBefore))+" → "+fmtBytes(float64(res.HeapAfter)), "", "")
 	tb.add("  agent catch-up (decode + denylist) until ready", fmt.Sprintf("%.2f s, %s", res.ReadySeconds, fmtRate(res.EventsPerSecond)), "", "")
