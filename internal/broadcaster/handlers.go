@@ -364,6 +364,33 @@ func (s *Server) waitApplied(ctx context.Context, seq uint64) {
 	}
 }
 
+// catchUp waits, for at most applyWait, until this node's mirror holds
+// everything the stream stored when the request came in, so that a reader
+// sees every write acknowledged before it asked, by any node of a cluster
+// (the node that took a write has it already: see waitApplied). Messages
+// that expired in between are skipped by asking for the next stored one.
+func (s *Server) catchUp(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, applyWait)
+	defer cancel()
+	st, err := s.store.State(ctx)
+	if err != nil || st.Epoch != s.hub.Epoch() {
+		return
+	}
+	for {
+		head := s.hub.Head()
+		if head >= st.LastSeq {
+			return
+		}
+		if more, err := s.store.HasAfter(ctx, head); err != nil || !more {
+			return
+		}
+		if err := s.hub.WaitApplied(ctx, head+1); err != nil {
+			s.log.Debug("listing before this node caught up with the stream", "head", head, "stream_last_seq", st.LastSeq)
+			return
+		}
+	}
+}
+
 type liftAnswer struct {
 	Key    string `json:"key"`
 	ID     string `json:"id"`
@@ -416,6 +443,7 @@ type listAnswer struct {
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	s.catchUp(r.Context())
 	limit := DefaultListLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -493,6 +521,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "key: must be the 32 hex digits returned when the revocation was created", "key")
 		return
 	}
+	s.catchUp(r.Context())
 	data, ok := s.hub.Get(key)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")

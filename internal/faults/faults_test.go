@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -278,6 +279,38 @@ func TestClusterResumeOnAnotherNode(t *testing.T) {
 		for i, ev := range evs[:5] {
 			if ev.ID != first[5+i].ID || string(ev.Data) != string(first[5+i].Data) {
 				t.Fatalf("%s event %d: %s, node 1 had %s", n.name, i, ev.ID, first[5+i].ID)
+			}
+		}
+	}
+}
+
+// A revocation acknowledged by one node is listed by the others at once: a
+// reader does not see a state older than a write acknowledged before it
+// asked, whichever node it asks.
+func TestClusterListsWritesOfOtherNodes(t *testing.T) {
+	skipShort(t)
+	nodes := cluster(t)
+	startAll(t, nodes)
+	for i := range 30 {
+		jti := "read-your-writes-" + strconv.Itoa(i)
+		writer := nodes[i%3]
+		resp, err := http.Post(writer.url()+"/v1/revocations", "application/json", strings.NewReader(`{"jti":"`+jti+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST to %s: %d", writer.name, resp.StatusCode)
+		}
+		for _, reader := range []*node{nodes[(i+1)%3], nodes[(i+2)%3]} {
+			resp, err := http.Get(reader.url() + "/v1/revocations?jti=" + jti)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), `"jti":"`+jti+`"`) {
+				t.Fatalf("%s acknowledged %s, then %s listed: %s", writer.name, jti, reader.name, body)
 			}
 		}
 	}
