@@ -381,10 +381,11 @@ func (s *Server) catchUp(ctx context.Context) {
 		if head >= st.LastSeq {
 			return
 		}
-		if more, err := s.store.HasAfter(ctx, head); err != nil || !more {
+		next, ok, err := s.store.NextAfter(ctx, head)
+		if err != nil || !ok {
 			return
 		}
-		if err := s.hub.WaitApplied(ctx, head+1); err != nil {
+		if err := s.hub.WaitApplied(ctx, next); err != nil {
 			s.log.Debug("listing before this node caught up with the stream", "head", head, "stream_last_seq", st.LastSeq)
 			return
 		}

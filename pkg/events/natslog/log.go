@@ -770,11 +770,46 @@ func (l *Log) Follow(ctx context.Context, from uint64, fn func(Record) error, ca
 // HasAfter reports whether the stream stores a message with a sequence
 // above seq: a follower whose last sequence is seq has something to read.
 func (l *Log) HasAfter(ctx context.Context, seq uint64) (bool, error) {
-	_, err := l.currentStream().GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(l.cfg.SubjectPrefix+".>"))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
+	_, ok, err := l.NextAfter(ctx, seq)
+	return ok, err
+}
+
+// NextAfter returns the sequence of the first message stored after seq,
+// ok false when there is none. The stream leader answers: a direct get
+// (the stream allows them) may be served by a replica that has not yet
+// stored what the leader acknowledged, and a reader catching up with the
+// acknowledged writes would then stop short.
+func (l *Log) NextAfter(ctx context.Context, seq uint64) (next uint64, ok bool, err error) {
+	req, _ := json.Marshal(struct {
+		Seq        uint64 `json:"seq"`
+		NextBySubj string `json:"next_by_subj"`
+	}{seq + 1, l.cfg.SubjectPrefix + ".>"})
+	msg, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.StreamName, req)
+	if err != nil {
+		return 0, false, fmt.Errorf("next message after %d: %w", seq, err)
 	}
-	return err == nil, err
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, false, fmt.Errorf("next message after %d: %w", seq, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return 0, false, nil
+	case resp.Error != nil:
+		return 0, false, fmt.Errorf("next message after %d: %s (%d)", seq, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, false, fmt.Errorf("next message after %d: empty answer", seq)
+	}
+	return resp.Message.Seq, true, nil
 }
 
 // StreamLeader names the server that leads the stream (its NATS server

@@ -246,3 +246,39 @@ func mustDecode(t *testing.T, r Record) *events.Revocation {
 	}
 	return rev
 }
+
+// NextAfter skips the sequences of replaced messages and says when nothing
+// follows.
+func TestNextAfter(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	ctx := context.Background()
+	if _, ok, err := l.NextAfter(ctx, 0); err != nil || ok {
+		t.Fatalf("empty stream: NextAfter(0) = %v, %v", ok, err)
+	}
+	a := prepare(t, `{"jti":"next-a"}`)
+	for _, body := range []string{`{"jti":"next-a"}`, `{"jti":"next-b"}`, `{"jti":"next-c"}`} {
+		if _, err := l.Publish(ctx, prepare(t, body), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Lift(ctx, a.Key, "ops", "", ""); err != nil { // seq 4 replaces seq 1
+		t.Fatal(err)
+	}
+	tests := []struct {
+		after  uint64
+		want   uint64
+		wantOK bool
+	}{
+		{0, 2, true}, // 1 was replaced
+		{2, 3, true},
+		{3, 4, true},
+		{4, 0, false},
+		{100, 0, false},
+	}
+	for _, tc := range tests {
+		got, ok, err := l.NextAfter(ctx, tc.after)
+		if err != nil || ok != tc.wantOK || got != tc.want {
+			t.Errorf("NextAfter(%d) = %d, %v, %v; want %d, %v", tc.after, got, ok, err, tc.want, tc.wantOK)
+		}
+	}
+}
