@@ -22,6 +22,10 @@ import (
 // after the log acknowledged it. The write is durable either way.
 const applyWait = 2 * time.Second
 
+// catchUpWait bounds how long a read waits for this node to catch up with
+// the stream (catchUp).
+const catchUpWait = 3 * time.Second
+
 // maxIdempotencyKey bounds the Idempotency-Key header.
 const maxIdempotencyKey = 200
 
@@ -364,30 +368,59 @@ func (s *Server) waitApplied(ctx context.Context, seq uint64) {
 	}
 }
 
-// catchUp waits, for at most applyWait, until this node's mirror holds
+// catchUp waits, for at most catchUpWait, until this node's mirror holds
 // everything the stream stored when the request came in, so that a reader
 // sees every write acknowledged before it asked, by any node of a cluster
 // (the node that took a write has it already: see waitApplied). Messages
-// that expired in between are skipped by asking for the next stored one.
+// that expired in between are skipped by asking the leader for the next
+// stored one. A consumer that does not move for a second is restarted, as
+// for a write that does not come back (a consumer created while a cluster
+// forms can stall).
 func (s *Server) catchUp(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, applyWait)
+	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
 	defer cancel()
 	st, err := s.store.State(ctx)
 	if err != nil || st.Epoch != s.hub.Epoch() {
+		if err != nil {
+			s.log.Warn("answering a read without knowing whether this node is behind the stream", "err", err)
+		}
 		return
 	}
+	// The target is the stream's last sequence, or the first message after
+	// this node's head if that is later: the leader answers the second, so
+	// a stale position cannot end the wait early.
+	target, first := st.LastSeq, true
+	restarted := false
 	for {
 		head := s.hub.Head()
-		if head >= st.LastSeq {
+		if !first && head >= target {
 			return
 		}
 		next, ok, err := s.store.NextAfter(ctx, head)
-		if err != nil || !ok {
+		if err != nil {
+			s.log.Warn("answering a read without knowing whether this node is behind the stream", "head", head, "stream_last_seq", st.LastSeq, "err", err)
 			return
 		}
-		if err := s.hub.WaitApplied(ctx, next); err != nil {
-			s.log.Debug("listing before this node caught up with the stream", "head", head, "stream_last_seq", st.LastSeq)
+		if first {
+			first = false
+			if ok {
+				target = max(target, next)
+			}
+		}
+		if !ok || next > target {
 			return
+		}
+		wctx, wcancel := context.WithTimeout(ctx, time.Second)
+		err = s.hub.WaitApplied(wctx, next)
+		wcancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			s.log.Warn("answering a read before this node caught up with the stream", "head", head, "stream_last_seq", st.LastSeq)
+			return
+		case !restarted:
+			restarted = true
+			s.restartFollow("a read found this node behind the stream")
 		}
 	}
 }

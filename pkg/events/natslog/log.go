@@ -774,6 +774,9 @@ func (l *Log) HasAfter(ctx context.Context, seq uint64) (bool, error) {
 	return ok, err
 }
 
+// jsNoMessageFound is JetStream's error code for "no message found".
+const jsNoMessageFound = 10037
+
 // NextAfter returns the sequence of the first message stored after seq,
 // ok false when there is none. The stream leader answers: a direct get
 // (the stream allows them) may be served by a replica that has not yet
@@ -802,7 +805,7 @@ func (l *Log) NextAfter(ctx context.Context, seq uint64) (next uint64, ok bool, 
 		return 0, false, fmt.Errorf("next message after %d: %w", seq, err)
 	}
 	switch {
-	case resp.Error != nil && resp.Error.Code == 404:
+	case resp.Error != nil && resp.Error.ErrCode == jsNoMessageFound:
 		return 0, false, nil
 	case resp.Error != nil:
 		return 0, false, fmt.Errorf("next message after %d: %s (%d)", seq, resp.Error.Description, resp.Error.ErrCode)
