@@ -386,26 +386,18 @@ func (s *Server) catchUp(ctx context.Context) {
 		}
 		return
 	}
-	// The target is the stream's last sequence, or the first message after
-	// this node's head if that is later: the leader answers the second, so
-	// a stale position cannot end the wait early.
-	target, first := st.LastSeq, true
-	restarted := false
-	for {
+	target := st.LastSeq
+	for first := true; ; first = false {
 		head := s.hub.Head()
-		if !first && head >= target {
-			return
-		}
 		next, ok, err := s.store.NextAfter(ctx, head)
 		if err != nil {
 			s.log.Warn("answering a read without knowing whether this node is behind the stream", "head", head, "stream_last_seq", st.LastSeq, "err", err)
 			return
 		}
-		if first {
-			first = false
-			if ok {
-				target = max(target, next)
-			}
+		if first && ok {
+			// the leader answered this; the position may have been read
+			// from a replica that lags it
+			target = max(target, next)
 		}
 		if !ok || next > target {
 			return
@@ -413,15 +405,14 @@ func (s *Server) catchUp(ctx context.Context) {
 		wctx, wcancel := context.WithTimeout(ctx, time.Second)
 		err = s.hub.WaitApplied(wctx, next)
 		wcancel()
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
 			s.log.Warn("answering a read before this node caught up with the stream", "head", head, "stream_last_seq", st.LastSeq)
 			return
-		case !restarted:
-			restarted = true
-			s.restartFollow("a read found this node behind the stream")
 		}
+		s.restartFollow("a read found this node behind the stream") // at most once a second
 	}
 }
 
@@ -563,10 +554,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	// data is shared with the frames being written to subscribers: never
-	// append to it in place.
-	body := make([]byte, 0, len(data)+1)
-	w.Write(append(append(body, data...), '\n'))
+	w.Write(append(data, '\n')) // copies: hub.Get clips the shared bytes' capacity
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {

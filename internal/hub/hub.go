@@ -203,10 +203,7 @@ func (h *Hub) Apply(ev Event) error {
 	h.mu.Unlock()
 
 	for _, s := range wake {
-		select {
-		case s.wake <- struct{}{}:
-		default: // signalled meanwhile
-		}
+		s.Kick()
 	}
 	clear(wake) // no references to closed subscriptions kept
 	h.wakeBuf = wake[:0]
@@ -491,7 +488,7 @@ func (h *Hub) Revocations(after uint64, fn func(seq uint64, data []byte) bool) {
 			if e.dead || e.typ != events.TypeRevoke || (e.expires != 0 && e.expires <= now) {
 				continue
 			}
-			chunk = append(chunk, item{e.seq, e.data})
+			chunk = append(chunk, item{e.seq, e.data[:len(e.data):len(e.data)]})
 		}
 		h.mu.RUnlock()
 		for _, it := range chunk {

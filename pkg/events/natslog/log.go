@@ -774,9 +774,6 @@ func (l *Log) HasAfter(ctx context.Context, seq uint64) (bool, error) {
 	return ok, err
 }
 
-// jsNoMessageFound is JetStream's error code for "no message found".
-const jsNoMessageFound = 10037
-
 // NextAfter returns the sequence of the first message stored after seq,
 // ok false when there is none. The stream leader answers: a direct get
 // (the stream allows them) may be served by a replica that has not yet
@@ -792,11 +789,7 @@ func (l *Log) NextAfter(ctx context.Context, seq uint64) (next uint64, ok bool, 
 		return 0, false, fmt.Errorf("next message after %d: %w", seq, err)
 	}
 	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error   *jetstream.APIError `json:"error"`
 		Message *struct {
 			Seq uint64 `json:"seq"`
 		} `json:"message"`
@@ -805,10 +798,10 @@ func (l *Log) NextAfter(ctx context.Context, seq uint64) (next uint64, ok bool, 
 		return 0, false, fmt.Errorf("next message after %d: %w", seq, err)
 	}
 	switch {
-	case resp.Error != nil && resp.Error.ErrCode == jsNoMessageFound:
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
 		return 0, false, nil
 	case resp.Error != nil:
-		return 0, false, fmt.Errorf("next message after %d: %s (%d)", seq, resp.Error.Description, resp.Error.ErrCode)
+		return 0, false, fmt.Errorf("next message after %d: %w", seq, resp.Error)
 	case resp.Message == nil:
 		return 0, false, fmt.Errorf("next message after %d: empty answer", seq)
 	}
