@@ -25,6 +25,13 @@ const (
 // before it must have.
 const DefaultMaxTokenLifetime = 24 * time.Hour
 
+// DefaultExpiryGrace is G, how long past its expires_at a revocation stays in
+// the log and in the full state that a new subscriber receives. An agent
+// accepts a token up to its leeway past exp and so keeps enforcing a
+// revocation that long past expires_at; an agent started in that window must
+// still receive it. An agent's leeway must stay below G.
+const DefaultExpiryGrace = 2 * time.Minute
+
 // Limits on what one revocation may hold. They keep a single event small
 // enough for one SSE line and bound what an agent stores per revocation.
 const (
@@ -77,9 +84,17 @@ type Lift struct {
 }
 
 // Synced is the payload of a synced event: the subscriber has every live event
-// up to Head.
+// up to Head. It also tells subscribers the broadcaster's settings that an
+// agent must follow to decide like the broadcaster's revocations assume.
 type Synced struct {
 	Head string `json:"head"`
+	// MaxTokenLifetime is L in seconds: the agent refuses tokens that live
+	// longer (a revocation's default expiry assumes none does). Zero when
+	// the broadcaster does not say (older versions).
+	MaxTokenLifetime int64 `json:"max_token_lifetime,omitempty"`
+	// ExpiryGrace is G in seconds: how long revocations outlive their
+	// expires_at in the full state. An agent's leeway must stay below it.
+	ExpiryGrace int64 `json:"expiry_grace,omitempty"`
 }
 
 // Policy holds the settings that Prepare applies to a revocation.
