@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -43,6 +44,10 @@ var (
 	// ErrAlreadyRunning is returned by Run while another Run has not
 	// returned.
 	ErrAlreadyRunning = errors.New("agent: Run already running")
+	// ErrLeewayExceedsGrace is returned by Run when the broadcaster's
+	// expiry grace does not cover the agent's leeway: the agent would admit
+	// tokens whose revocations an agent started later never receives.
+	ErrLeewayExceedsGrace = errors.New("agent: leeway not below the broadcaster's expiry grace")
 )
 
 // InvalidError is the error of a token that failed verification.
@@ -82,6 +87,7 @@ type Agent struct {
 
 	view         atomic.Pointer[denyView]
 	lastActivity atomic.Int64 // UnixNano by cfg.now of the last byte from the stream
+	maxLifetime  atomic.Int64 // L in seconds: see WithMaxTokenLifetime
 	synced       atomic.Bool  // a synced event has arrived
 	ready        atomic.Bool
 	readyCh      chan struct{}
@@ -136,9 +142,16 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 		readyCh:  make(chan struct{}),
 		denyOpts: []cache.Option{
 			cache.WithCapacity(cfg.denyCapacity),
-			cache.WithLeeway(cfg.leeway + time.Minute),
+			cache.WithLeeway(retention(cfg.leeway)),
 			cache.WithClock(cfg.now),
 		},
+	}
+	a.maxLifetime.Store(a.effectiveLifetime(0))
+	v.logKeys(a.log)
+	for _, u := range append(slices.Clone(urls), cfg.jwksURL) {
+		if plainHTTPOutsideLoopback(u) {
+			a.log.Error("plain HTTP outside loopback: whoever is on the path can inject keys or hide revocations; use https", "url", redact(u))
+		}
 	}
 	if cfg.cacheCapacity >= 0 {
 		a.verified = cache.NewVerified[*Claims](cfg.cacheCapacity)
@@ -203,6 +216,46 @@ func defaultConfig(opts []Option) config {
 		o(&cfg)
 	}
 	return cfg
+}
+
+// retention is how long past its expires_at the denylist keeps a
+// revocation: the leeway plus a minute of clock skew between agent and
+// broadcaster, but no longer than the default expiry grace when the leeway
+// allows, so that an agent started later (which receives revocations until
+// expires_at + G) decides like this one.
+func retention(leeway time.Duration) time.Duration {
+	if leeway >= events.DefaultExpiryGrace {
+		return leeway + time.Minute
+	}
+	return min(leeway+time.Minute, events.DefaultExpiryGrace)
+}
+
+// effectiveLifetime is L in seconds: what the broadcaster announced
+// (seconds; 0 for nothing), lowered by configuration.
+func (a *Agent) effectiveLifetime(announced int64) int64 {
+	l := int64(events.DefaultMaxTokenLifetime / time.Second)
+	if announced > 0 {
+		l = announced
+	}
+	if c := int64(a.cfg.maxLifetime / time.Second); c > 0 && c < l {
+		l = c
+	}
+	return l
+}
+
+// plainHTTPOutsideLoopback reports an http:// URL whose host is not a
+// loopback address or localhost.
+func plainHTTPOutsideLoopback(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 func checkJWKSURL(raw string) error {
@@ -319,7 +372,7 @@ func (a *Agent) handle(ev sse.Event) error {
 	case events.TypeReset:
 		a.handleReset()
 	case events.TypeSynced:
-		a.handleSynced(ev)
+		return a.handleSynced(ev)
 	default:
 		a.log.Debug("ignoring event of unknown type", "type", ev.Type, "id", ev.ID)
 	}
@@ -351,7 +404,20 @@ func (a *Agent) handleReset() {
 	a.log.Warn("broadcaster reset the stream: rebuilding the denylist from its full state (the old one keeps denying until then)")
 }
 
-func (a *Agent) handleSynced(ev sse.Event) {
+func (a *Agent) handleSynced(ev sse.Event) error {
+	var s events.Synced
+	_ = json.Unmarshal(ev.Data, &s) // a synced without settings keeps the defaults
+	if s.ExpiryGrace > 0 {
+		grace := time.Duration(s.ExpiryGrace) * time.Second
+		if a.cfg.leeway >= grace {
+			a.log.Error("the broadcaster's expiry grace does not cover this agent's leeway: lower the leeway or raise the broadcaster's --expiry-grace",
+				"leeway", a.cfg.leeway, "expiry_grace", grace)
+			return fmt.Errorf("%w: leeway %v, expiry grace %v", ErrLeewayExceedsGrace, a.cfg.leeway, grace)
+		}
+	}
+	if l := a.effectiveLifetime(s.MaxTokenLifetime); a.maxLifetime.Swap(l) != l {
+		a.log.Info("maximum token lifetime", "seconds", l)
+	}
 	v := a.view.Load()
 	if len(v.check) > 1 {
 		var retired uint64
@@ -363,11 +429,10 @@ func (a *Agent) handleSynced(ev sse.Event) {
 		a.log.Info("denylist rebuilt", "revocations", a.denylistSize(v.apply))
 	}
 	if !a.synced.Swap(true) {
-		var s events.Synced
-		_ = json.Unmarshal(ev.Data, &s)
 		a.log.Info("agent synced", "head", s.Head, "revocations", a.denylistSize(v.apply))
 		a.maybeReady()
 	}
+	return nil
 }
 
 func (a *Agent) denylistSize(d *cache.Denylist) int {

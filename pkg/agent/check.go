@@ -67,6 +67,9 @@ func (a *Agent) check(ctx context.Context, raw string) (*Claims, result, error) 
 			a.verified.Add(raw, c, c.ExpiresAt.Add(a.cacheTTL))
 		}
 	}
+	if a.outlivesRevocations(c, now) {
+		return nil, resInvalid, &InvalidError{Reason: errLifetime}
+	}
 	for _, d := range a.view.Load().check {
 		if _, revoked := d.Check(&c.token, now); revoked {
 			return nil, resRevoked, ErrRevoked
@@ -81,6 +84,18 @@ func (a *Agent) check(ctx context.Context, raw string) (*Claims, result, error) 
 		return c, resAllowedStale, nil
 	}
 	return c, resAllowed, nil
+}
+
+// outlivesRevocations reports whether the token lives longer than L: exp −
+// iat, or exp − now without iat. Checked on every call, cached or not: L may
+// change with the broadcaster's synced event, and without iat the answer
+// changes with now.
+func (a *Agent) outlivesRevocations(c *Claims, now time.Time) bool {
+	start := now.Unix()
+	if c.token.HasIssuedAt {
+		start = c.token.IssuedAt
+	}
+	return c.ExpiresAt.Unix()-start > a.maxLifetime.Load()
 }
 
 func (a *Agent) cached(raw string, now time.Time) (*Claims, bool) {

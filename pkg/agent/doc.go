@@ -34,9 +34,28 @@
 // allow-list given with WithAlgorithms ("none" is refused, and HS* only with
 // an HMAC secret, so a public key can never serve as an HMAC secret); the
 // key comes from PEM public keys or certificates, an HMAC secret, or a JWKS
-// (keyfunc/v3); exp is required, exp/nbf/iat are checked with a leeway; iss
-// and aud against the configured lists. Then the token's jti, sub, iss, kid
-// (from the JOSE header), iat and claims are checked against the denylist.
+// (jwkset); exp is required, exp/nbf/iat are checked with a leeway; iss
+// and aud against the configured lists. Then the token's jti, sub, iss, kid,
+// iat and claims are checked against the denylist.
+//
+// A kid revocation retires a signing key. The header's kid is written by
+// whoever holds the key, so the agent always knows which key verified a
+// token and matches the revocation against that key's names: its kid in the
+// JWKS and its RFC 7638 thumbprint (Thumbprint; the only name of a PEM key),
+// as well as the header's kid. A token with a kid is verified only by the
+// JWKS entry of that kid (or, if the JWKS lacks it, by the static keys); a
+// kid-less token by each key of its algorithm in turn, the first whose
+// signature verifies being the one. Every key the agent loads is logged with
+// its thumbprint.
+//
+// Only tokens that a revocation can name are admitted. Refused with
+// ErrInvalid: a token that lives longer than L (exp − iat, or exp − now
+// without iat; see WithMaxTokenLifetime), a jti, sub, iss or header kid
+// longer than events.MaxValueLength, a header or payload that repeats a
+// member name (another parser could read the other one), a header with
+// crit (no extension is understood). JWKS keys meet the rules of PEM keys:
+// RSA of at least MinRSABits, use absent or "sig", and a JWK's alg, when
+// given, is the only algorithm it verifies.
 //
 // A verified token is remembered (cache.Verified, keyed by the raw token,
 // until its exp plus leeway), so a repeated token skips signature

@@ -2,16 +2,17 @@ package agent
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 )
 
 // jwksSource keeps an in-memory snapshot of a JWKS and refreshes it in the
@@ -20,10 +21,13 @@ import (
 // Why not keyfunc.NewDefaultCtx: its storage (jwkset's HTTP client with
 // RefreshUnknownKID) refreshes inside KeyRead when a kid is unknown, so the
 // jwt.Keyfunc call waits on the rate limiter and the HTTP request: network
-// I/O on the check path. Here every refresh builds a fresh jwkset storage
-// (one GET, no refresh goroutine), wraps it with keyfunc.New, and publishes
-// it with an atomic pointer swap; the check path reads the snapshot, whose
-// KeyRead is a memory lookup, and on a miss only signals the refresher.
+// I/O on the check path. And a keyfunc hands golang-jwt the whole set for a
+// kid-less token, so nobody learns which key verified it, which a kid
+// revocation must know. Here every refresh builds a fresh jwkset storage
+// (one GET, no refresh goroutine), keeps the usable keys with their names
+// (jwksSnapshot), and publishes them with an atomic pointer swap; the check
+// path reads the snapshot, a memory lookup, and on a miss only signals the
+// refresher.
 type jwksSource struct {
 	url      string
 	client   *http.Client
@@ -42,10 +46,59 @@ type jwksSource struct {
 	failures  atomic.Uint64
 }
 
+// jwksSnapshot is one published key set: the keys that may verify tokens,
+// by kid and all of them (for kid-less tokens), each with its names.
 type jwksSnapshot struct {
-	kf          keyfunc.Keyfunc
+	byKid       map[string][]*verifyKey
+	all         []*verifyKey
 	fingerprint [sha256.Size]byte
-	keys        int
+	keys        int // keys in the set, usable or not
+}
+
+// newJWKSSnapshot keeps the JWKs that meet the rules of PEM keys (see
+// checkKey), with "use" absent or "sig" and an "alg", when given, that is
+// known and fits the key; it logs each key it keeps with its thumbprint and
+// each it skips with the reason.
+func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
+	snap := &jwksSnapshot{byKid: map[string][]*verifyKey{}, keys: len(jwks)}
+	for _, j := range jwks {
+		m := j.Marshal()
+		k, err := jwkVerifyKey(j.Key(), m)
+		if err != nil {
+			log.Warn("JWKS key skipped", "kid", m.KID, "kty", string(m.KTY), "reason", err)
+			continue
+		}
+		log.Info("JWKS key loaded", "kid", m.KID, "type", keyType(k.key), "alg", k.alg, "thumbprint", k.thumbprint)
+		snap.all = append(snap.all, k)
+		if m.KID != "" {
+			snap.byKid[m.KID] = append(snap.byKid[m.KID], k)
+		}
+	}
+	return snap
+}
+
+func jwkVerifyKey(key any, m jwkset.JWKMarshal) (*verifyKey, error) {
+	if m.USE != "" && m.USE != jwkset.UseSig {
+		return nil, fmt.Errorf("use %q: only signature keys verify tokens", string(m.USE))
+	}
+	switch key.(type) {
+	case []byte:
+		return nil, errors.New("symmetric keys do not belong in a published key set")
+	case crypto.Signer: // a private JWK: its public half
+		key = key.(crypto.Signer).Public()
+	}
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	alg := string(m.ALG)
+	k, err := newVerifyKey(key, m.KID, alg)
+	if err != nil {
+		return nil, err
+	}
+	if alg != "" && (!slices.Contains(knownAlgs, alg) || !k.verifies(alg)) {
+		return nil, fmt.Errorf("alg %q does not fit the key", alg)
+	}
+	return k, nil
 }
 
 func newJWKSSource(c *config, log *slog.Logger, onChange func()) *jwksSource {
@@ -98,17 +151,14 @@ func (j *jwksSource) fetch(ctx context.Context) error {
 		j.failures.Add(1)
 		return fmt.Errorf("encode key set: %w", err)
 	}
-	kf, err := keyfunc.New(keyfunc.Options{Ctx: context.Background(), Storage: store})
-	if err != nil {
-		j.failures.Add(1)
-		return err
-	}
 	j.refreshes.Add(1)
-	snap := &jwksSnapshot{kf: kf, fingerprint: sha256.Sum256(pub), keys: len(all)}
+	fingerprint := sha256.Sum256(pub)
 	old := j.current.Load()
-	if old != nil && old.fingerprint == snap.fingerprint {
+	if old != nil && old.fingerprint == fingerprint {
 		return nil
 	}
+	snap := newJWKSSnapshot(all, j.log)
+	snap.fingerprint = fingerprint
 	j.current.Store(snap)
 	j.changes.Add(1)
 	if old != nil {
@@ -174,5 +224,3 @@ func (j *jwksSource) run(ctx context.Context) {
 		}
 	}
 }
-
-func isNotFound(err error) bool { return errors.Is(err, jwkset.ErrKeyNotFound) }

@@ -32,6 +32,9 @@ const (
 	// MinHMACSecretLength is the shortest HMAC secret accepted: RFC 7518
 	// section 3.2 requires a key at least as long as the hash (HS256).
 	MinHMACSecretLength = 32
+	// MinRSABits is the smallest RSA modulus accepted, from a PEM file or a
+	// JWKS alike.
+	MinRSABits = 2048
 	// MaxTokenLength is the longest raw token Check looks at.
 	MaxTokenLength = 16 << 10
 )
@@ -85,6 +88,7 @@ type config struct {
 	issuers       []string
 	audiences     []string
 	leeway        time.Duration
+	maxLifetime   time.Duration
 	requireIAT    bool
 	maxStaleness  time.Duration
 	stalePolicy   StalePolicy
@@ -222,9 +226,13 @@ func WithAudiences(aud ...string) Option {
 }
 
 // WithLeeway sets the clock skew allowed for exp, nbf and iat (default
-// DefaultLeeway). Revocations are kept one minute longer than this past
-// their expires_at, so that a token the agent still accepts is never
-// forgotten by the denylist first.
+// DefaultLeeway). Revocations are kept past their expires_at for this leeway
+// plus a minute, but never longer than the broadcaster's expiry grace G
+// (events.DefaultExpiryGrace), so that a token the agent still accepts is
+// never forgotten by the denylist first, and an agent started later, which
+// receives revocations until expires_at + G, decides alike. The leeway must
+// stay below G: Run returns ErrLeewayExceedsGrace when the broadcaster
+// announces a G that does not cover it.
 func WithLeeway(d time.Duration) Option {
 	return func(c *config) {
 		if d >= 0 {
@@ -306,4 +314,15 @@ func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
 			c.maxBackoff = maxDelay
 		}
 	}
+}
+
+// WithMaxTokenLifetime lowers L, the longest token lifetime the agent
+// admits. The agent refuses a token whose exp − iat (exp − now without iat)
+// exceeds L: a revocation's default expiry assumes no token lives longer,
+// so a longer-lived token would outlive the revocations meant for it. L is
+// what the broadcaster announces in its synced event
+// (events.DefaultMaxTokenLifetime until then, or from a broadcaster that
+// announces none); this option can only lower it. Zero or less: no lowering.
+func WithMaxTokenLifetime(d time.Duration) Option {
+	return func(c *config) { c.maxLifetime = d }
 }

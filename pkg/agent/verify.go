@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -35,6 +36,12 @@ type Claims struct {
 	// KeyID and Algorithm come from the JOSE header.
 	KeyID     string
 	Algorithm string
+	// SigningKeyID and SigningKeyThumbprint name the key whose signature
+	// verified the token: its kid in the JWKS ("" for a PEM key or the HMAC
+	// secret) and its RFC 7638 thumbprint (see Thumbprint). A kid
+	// revocation matches either, or KeyID.
+	SigningKeyID         string
+	SigningKeyThumbprint string
 	// Raw holds every claim of the payload as decoded from JSON (numbers
 	// are float64).
 	Raw map[string]any
@@ -138,18 +145,8 @@ func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("PEM block %d (%s): %v", n, block.Type, err)
 		}
-		switch k := key.(type) {
-		case *rsa.PublicKey:
-			if k.N.BitLen() < 2048 {
-				return nil, fmt.Errorf("PEM block %d: RSA key of %d bits; at least 2048 are required", n, k.N.BitLen())
-			}
-		case *ecdsa.PublicKey:
-			if ecAlg(k.Curve) == "" {
-				return nil, fmt.Errorf("PEM block %d: unsupported ECDSA curve %s", n, k.Curve.Params().Name)
-			}
-		case ed25519.PublicKey:
-		default:
-			return nil, fmt.Errorf("PEM block %d: unsupported key type %T", n, key)
+		if err := checkKey(key); err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
 		}
 		keys = append(keys, key)
 	}
@@ -159,16 +156,72 @@ func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
 	return keys, nil
 }
 
+// checkKey holds every key, from a PEM file or a JWKS, to the same rules:
+// RSA of at least MinRSABits, ECDSA on P-256, P-384 or P-521, or Ed25519.
+func checkKey(key any) error {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < MinRSABits {
+			return fmt.Errorf("RSA key of %d bits; at least %d are required", k.N.BitLen(), MinRSABits)
+		}
+	case *ecdsa.PublicKey:
+		if ecAlg(k.Curve) == "" {
+			return fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return errors.New("malformed Ed25519 key")
+		}
+	default:
+		return fmt.Errorf("unsupported key type %T", key)
+	}
+	return nil
+}
+
+// verifyKey is one key that may verify tokens, with the names a kid
+// revocation can give it.
+type verifyKey struct {
+	key        any    // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or []byte (HMAC)
+	kid        string // its kid in the JWKS; "" for PEM keys and the HMAC secret
+	thumbprint string // RFC 7638
+	alg        string // the JWK's alg, the only algorithm it verifies; "" for any of its kind
+}
+
+func newVerifyKey(key any, kid, alg string) (*verifyKey, error) {
+	tp, err := Thumbprint(key)
+	if err != nil {
+		return nil, err
+	}
+	return &verifyKey{key: key, kid: kid, thumbprint: tp, alg: alg}, nil
+}
+
+// verifies reports whether the key may verify a token signed with alg.
+func (k *verifyKey) verifies(alg string) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
+	switch key := k.key.(type) {
+	case *rsa.PublicKey:
+		return slices.Contains(rsaAlgs, alg)
+	case *ecdsa.PublicKey:
+		return ecAlg(key.Curve) == alg
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	case []byte:
+		return slices.Contains(hmacAlgs, alg)
+	}
+	return false
+}
+
 // verifier checks signatures and registered claims. It is immutable after
 // newVerifier but for the JWKS it reads through jwks.
 type verifier struct {
 	parser     *jwt.Parser
 	issuers    []string
 	requireIAT bool
-	// byAlg holds the static key (or jwt.VerificationKeySet) for each
-	// algorithm that has one, ready to be returned without allocating.
-	byAlg map[string]any
-	jwks  *jwksSource // nil without WithJWKS
+	algs       []string     // the allow-list
+	static     []*verifyKey // PEM keys and the HMAC secret, in the order given
+	jwks       *jwksSource  // nil without WithJWKS
 }
 
 func newVerifier(c *config) (*verifier, error) {
@@ -183,8 +236,23 @@ func newVerifier(c *config) (*verifier, error) {
 	if len(c.keys) == 0 && len(c.hmacSecret) == 0 && c.jwksURL == "" {
 		errs = append(errs, errors.New("no key source: give a public key, an HMAC secret or a JWKS URL"))
 	}
-	v := &verifier{issuers: slices.Clone(c.issuers), requireIAT: c.requireIAT, byAlg: map[string]any{}}
-	var algs []string
+	v := &verifier{issuers: slices.Clone(c.issuers), requireIAT: c.requireIAT}
+	for _, key := range c.keys {
+		if err := checkKey(key); err != nil {
+			errs = append(errs, fmt.Errorf("public key: %w", err))
+			continue
+		}
+		k, err := newVerifyKey(key, "", "")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("public key: %w", err))
+			continue
+		}
+		v.static = append(v.static, k)
+	}
+	if len(c.hmacSecret) > 0 {
+		k, _ := newVerifyKey(c.hmacSecret, "", "")
+		v.static = append(v.static, k)
+	}
 	for _, a := range c.algs {
 		switch {
 		case strings.EqualFold(a, "none"):
@@ -197,13 +265,11 @@ func newVerifier(c *config) (*verifier, error) {
 			errs = append(errs, fmt.Errorf("algorithm %s needs an HMAC secret", a))
 			continue
 		}
-		if slices.Contains(algs, a) {
+		if slices.Contains(v.algs, a) {
 			continue
 		}
-		algs = append(algs, a)
-		if key := staticKey(c, a); key != nil {
-			v.byAlg[a] = key
-		} else if c.jwksURL == "" {
+		v.algs = append(v.algs, a)
+		if !slices.ContainsFunc(v.static, func(k *verifyKey) bool { return k.verifies(a) }) && c.jwksURL == "" {
 			errs = append(errs, fmt.Errorf("algorithm %s: no key of its kind (and no JWKS)", a))
 		}
 	}
@@ -211,7 +277,7 @@ func newVerifier(c *config) (*verifier, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(algs),
+		jwt.WithValidMethods(v.algs),
 		jwt.WithLeeway(c.leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
@@ -225,82 +291,167 @@ func newVerifier(c *config) (*verifier, error) {
 	return v, nil
 }
 
-// staticKey returns what the keyfunc hands golang-jwt for alg: one key, a
-// VerificationKeySet of several, or nil.
-func staticKey(c *config, alg string) any {
-	if slices.Contains(hmacAlgs, alg) {
-		return c.hmacSecret
-	}
-	var keys []jwt.VerificationKey
-	for _, k := range c.keys {
-		switch k := k.(type) {
-		case *rsa.PublicKey:
-			if slices.Contains(rsaAlgs, alg) {
-				keys = append(keys, k)
-			}
-		case *ecdsa.PublicKey:
-			if ecAlg(k.Curve) == alg {
-				keys = append(keys, k)
-			}
-		case ed25519.PublicKey:
-			if alg == "EdDSA" {
-				keys = append(keys, k)
-			}
+// logKeys lists the static keys with their thumbprints, so that an operator
+// knows what a kid revocation must name.
+func (v *verifier) logKeys(log *slog.Logger) {
+	for _, k := range v.static {
+		if _, secret := k.key.([]byte); secret {
+			log.Info("verification key loaded", "type", "HMAC secret", "thumbprint", k.thumbprint)
+			continue
 		}
+		log.Info("verification key loaded", "type", keyType(k.key), "thumbprint", k.thumbprint)
 	}
-	switch len(keys) {
-	case 0:
-		return nil
-	case 1:
-		return keys[0]
-	}
-	return jwt.VerificationKeySet{Keys: keys}
 }
 
-// errUnknownKID is the reason of an ErrInvalid for a kid the JWKS lacks.
-var errUnknownKID = errors.New("unknown key ID (kid); the key set is being refreshed")
+// keyType describes a key for logs and the CLI: RSA-2048, EC P-256, Ed25519.
+func keyType(key any) string {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "EC " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case []byte:
+		return "HMAC"
+	}
+	return fmt.Sprintf("%T", key)
+}
 
-// keyFunc picks the verification key: the JWKS key named by the token's kid
-// when there is a JWKS and a kid, else the static keys of the algorithm.
-// It never waits on the network: the JWKS is an in-memory snapshot, and an
-// unknown kid only asks for a background refresh.
-func (v *verifier) keyFunc(t *jwt.Token) (any, error) {
+// Errors of key selection, reasons of an ErrInvalid.
+var (
+	errUnknownKID    = errors.New("unknown key ID (kid); the key set is being refreshed")
+	errJWKSNotLoaded = errors.New("the JWKS has not been loaded yet")
+	errKidType       = errors.New("kid must be a string")
+	errCrit          = errors.New("crit header: no extension is understood")
+	errNoKeyVerified = errors.New("no trusted key verifies the signature")
+	errLifetime      = errors.New("token lifetime exceeds the maximum token lifetime")
+	errUnnameable    = fmt.Errorf("a claim is longer than a revocation can name (%d bytes)", events.MaxValueLength)
+)
+
+// pickKey chooses the key that verifies t and so the names a kid
+// revocation can match. A token's header is written by whoever signed it:
+// the kid only narrows which keys are tried, it never names the key alone.
+//
+//   - kid in the JWKS: that JWKS entry (entries, if several share the kid),
+//     if it may verify the token's algorithm.
+//   - kid-less, or a kid the JWKS lacks: every static key (PEM files, HMAC
+//     secret) of the algorithm, and for a kid-less token every JWKS key of
+//     it; an unknown kid with no static key asks for a background refresh.
+//
+// When several keys qualify, each is tried in turn and the first whose
+// signature verifies is the one: a kid-less token is never verified by "the
+// set" without knowing which key it was. The JWKS is an in-memory snapshot:
+// pickKey never waits on the network.
+func (v *verifier) pickKey(t *jwt.Token) (*verifyKey, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCrit
+	}
+	kid, err := headerKid(t.Header)
+	if err != nil {
+		return nil, err
+	}
 	alg := t.Method.Alg()
-	static := v.byAlg[alg]
-	if v.jwks != nil && !slices.Contains(hmacAlgs, alg) {
-		if set := v.jwks.current.Load(); set != nil {
-			key, err := set.kf.Keyfunc(t)
-			if err == nil {
-				return key, nil
+	var snap *jwksSnapshot
+	if v.jwks != nil {
+		snap = v.jwks.current.Load()
+	}
+	var buf [8]*verifyKey
+	cands := buf[:0]
+	if kid != "" && snap != nil {
+		if named := snap.byKid[kid]; len(named) > 0 {
+			for _, k := range named {
+				if k.verifies(alg) {
+					cands = append(cands, k)
+				}
 			}
-			if static != nil {
-				return static, nil
+			if len(cands) == 0 {
+				return nil, fmt.Errorf("the key with this kid may not verify %s (its type or alg)", alg)
 			}
-			if _, hasKid := t.Header["kid"]; hasKid && isNotFound(err) {
-				v.jwks.requestRefresh()
+			return pickVerifying(t, cands)
+		}
+	}
+	for _, k := range v.static {
+		if k.verifies(alg) {
+			cands = append(cands, k)
+		}
+	}
+	if kid == "" && snap != nil {
+		for _, k := range snap.all {
+			if k.verifies(alg) {
+				cands = append(cands, k)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		if v.jwks != nil && !slices.Contains(hmacAlgs, alg) {
+			v.jwks.requestRefresh()
+			if snap == nil {
+				return nil, errJWKSNotLoaded
+			}
+			if kid != "" {
 				return nil, errUnknownKID
 			}
-			return nil, err
 		}
-		if static == nil {
-			v.jwks.requestRefresh()
-			return nil, errors.New("the JWKS has not been loaded yet")
-		}
-	}
-	if static == nil {
 		return nil, fmt.Errorf("no key for algorithm %s", alg)
 	}
-	return static, nil
+	return pickVerifying(t, cands)
+}
+
+// pickVerifying returns the only candidate (the parser verifies it), or the
+// first of several whose signature verifies.
+func pickVerifying(t *jwt.Token, cands []*verifyKey) (*verifyKey, error) {
+	if len(cands) == 1 {
+		return cands[0], nil
+	}
+	dot := strings.LastIndexByte(t.Raw, '.')
+	if dot < 0 {
+		return nil, errNoKeyVerified
+	}
+	for _, k := range cands {
+		if t.Method.Verify(t.Raw[:dot], t.Signature, k.key) == nil {
+			return k, nil
+		}
+	}
+	return nil, errNoKeyVerified
+}
+
+// headerKid returns the header's kid: absent, or a string a revocation can
+// name.
+func headerKid(h map[string]any) (string, error) {
+	raw, ok := h["kid"]
+	if !ok {
+		return "", nil
+	}
+	kid, ok := raw.(string)
+	if !ok {
+		return "", errKidType
+	}
+	if len(kid) > events.MaxValueLength {
+		return "", fmt.Errorf("kid: %w", errUnnameable)
+	}
+	return kid, nil
 }
 
 // verify checks raw completely and returns its claims.
 func (v *verifier) verify(raw string) (*Claims, error) {
+	if err := checkUnambiguous(raw); err != nil {
+		return nil, err
+	}
 	mc := jwt.MapClaims{}
-	tok, err := v.parser.ParseWithClaims(raw, mc, v.keyFunc)
+	var used *verifyKey
+	tok, err := v.parser.ParseWithClaims(raw, mc, func(t *jwt.Token) (any, error) {
+		k, err := v.pickKey(t)
+		if err != nil {
+			return nil, err
+		}
+		used = k
+		return k.key, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	c := &Claims{Raw: mc, Algorithm: tok.Method.Alg()}
+	c := &Claims{Raw: mc, Algorithm: tok.Method.Alg(), SigningKeyID: used.kid, SigningKeyThumbprint: used.thumbprint}
 	if c.Subject, err = mc.GetSubject(); err != nil {
 		return nil, err
 	}
@@ -316,6 +467,12 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 			return nil, fmt.Errorf("%w: jti must be a string", jwt.ErrInvalidType)
 		}
 		c.ID = s
+	}
+	// Every admitted token must be revocable by each of these fields.
+	for _, f := range [...]struct{ name, value string }{{"jti", c.ID}, {"sub", c.Subject}, {"iss", c.Issuer}} {
+		if len(f.value) > events.MaxValueLength {
+			return nil, fmt.Errorf("%s: %w", f.name, errUnnameable)
+		}
 	}
 	aud, err := mc.GetAudience()
 	if err != nil {
@@ -338,11 +495,13 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 	}
 	c.KeyID, _ = tok.Header["kid"].(string)
 	c.token = events.Token{
-		JTI:    c.ID,
-		Sub:    c.Subject,
-		Iss:    c.Issuer,
-		Kid:    c.KeyID,
-		Claims: mc,
+		JTI:           c.ID,
+		Sub:           c.Subject,
+		Iss:           c.Issuer,
+		Kid:           c.KeyID,
+		KeyID:         used.kid,
+		KeyThumbprint: used.thumbprint,
+		Claims:        mc,
 	}
 	if iat != nil {
 		// Unix() floors a fractional iat: the token counts as issued

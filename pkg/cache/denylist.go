@@ -21,8 +21,9 @@ import (
 // it has one, else its sub, else its kid, together with its iss when it has
 // one. One fingerprint index (64-bit hashes with a per-Denylist seed) finds
 // the revocations of a primary matcher; Check hashes the token's jti, sub,
-// kid and iss once each and looks up only the kinds of matcher that some
-// revocation uses.
+// the names of its key (header kid, verifying key's kid and thumbprint) and
+// iss once each and looks up only the kinds of matcher that some revocation
+// uses.
 //
 // A token that is not revoked, the common case, is told apart by the
 // index's hints (a byte per slot, see table) without reading the slots: at
@@ -490,22 +491,29 @@ func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
 		if !plain && !scoped {
 			continue
 		}
-		v := tokenValue(t, k)
-		if v == "" {
-			continue
+		// A kid revocation names a key by the token's header kid or by the
+		// verifying key's kid or thumbprint: every distinct name is looked up.
+		values := [3]string{tokenValue(t, k)}
+		if k == kindKid {
+			values[1], values[2] = t.KeyID, t.KeyThumbprint
 		}
-		h := maphash.String(d.seeds[k], v)
-		if plain {
-			if key, ok := d.probe(matcherFP(h, k, 0, false), t, now); ok {
-				return key, true
+		for i, v := range values {
+			if v == "" || (i > 0 && (v == values[0] || (i == 2 && v == values[1]))) {
+				continue
 			}
-		}
-		if scoped {
-			if !issHashed {
-				hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
+			h := maphash.String(d.seeds[k], v)
+			if plain {
+				if key, ok := d.probe(matcherFP(h, k, 0, false), t, now); ok {
+					return key, true
+				}
 			}
-			if key, ok := d.probe(matcherFP(h, k, hIss, true), t, now); ok {
-				return key, true
+			if scoped {
+				if !issHashed {
+					hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
+				}
+				if key, ok := d.probe(matcherFP(h, k, hIss, true), t, now); ok {
+					return key, true
+				}
 			}
 		}
 	}

@@ -10,7 +10,15 @@ type Token struct {
 	JTI string
 	Sub string
 	Iss string
-	Kid string // from the JOSE header
+	// Kid is the JOSE header's kid: written by whoever signed the token, so
+	// a kid revocation matches it but never relies on it alone.
+	Kid string
+	// KeyID and KeyThumbprint name the key whose signature verified the
+	// token: its kid in the key set (or a label the operator gave it) and
+	// its RFC 7638 SHA-256 thumbprint. A kid revocation matches a token when
+	// it names Kid, KeyID or KeyThumbprint.
+	KeyID         string
+	KeyThumbprint string
 	// IssuedAt is the iat claim in Unix seconds; HasIssuedAt is false when
 	// the token has none.
 	IssuedAt    int64
@@ -38,7 +46,7 @@ func (r *Revocation) Matches(t *Token) bool {
 	if r.Iss != "" && r.Iss != t.Iss {
 		return false
 	}
-	if r.Kid != "" && r.Kid != t.Kid {
+	if r.Kid != "" && r.Kid != t.Kid && r.Kid != t.KeyID && r.Kid != t.KeyThumbprint {
 		return false
 	}
 	for name, want := range r.Claims {
@@ -67,8 +75,33 @@ func (r *Revocation) NeedsIssuedAt() bool {
 }
 
 // ClaimEquals compares a token's claim value with a matcher value (a string,
-// float64 or bool). Numbers compare by value whatever their JSON type.
+// float64 or bool). Numbers compare by value whatever their JSON type. An
+// array claim (aud, groups, roles) matches when one of its elements does.
 func ClaimEquals(got, want any) bool {
+	switch g := got.(type) {
+	case []any:
+		for _, e := range g {
+			if scalarEquals(e, want) {
+				return true
+			}
+		}
+		return false
+	case []string: // claims built in Go rather than decoded from JSON
+		w, ok := want.(string)
+		if !ok {
+			return false
+		}
+		for _, e := range g {
+			if e == w {
+				return true
+			}
+		}
+		return false
+	}
+	return scalarEquals(got, want)
+}
+
+func scalarEquals(got, want any) bool {
 	switch w := want.(type) {
 	case string:
 		g, ok := got.(string)

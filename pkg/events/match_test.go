@@ -50,6 +50,16 @@ func TestMatches(t *testing.T) {
 		{"all claims must match", `{"claims":{"tenant":"acme","level":4}}`, tok(nil), false},
 		{"tenant logout spares new tokens", `{"iss":"https://idp","claims":{"tenant":"acme"}}`, tok(issuedAfter), false},
 		{"multi matcher", `{"jti":"t1","sub":"bob"}`, tok(nil), false},
+		{"kid names the verifying key's kid", `{"kid":"jwks-k"}`, tok(func(tk *Token) { tk.Kid, tk.KeyID = "", "jwks-k" }), true},
+		{"kid names the verifying key's thumbprint", `{"kid":"tp"}`, tok(func(tk *Token) { tk.Kid, tk.KeyThumbprint = "liar", "tp" }), true},
+		{"kid names none of the key's names", `{"kid":"k9"}`, tok(func(tk *Token) { tk.KeyID, tk.KeyThumbprint = "k2", "tp" }), false},
+		{"claim in a string array", `{"claims":{"groups":"contractors"}}`, tok(func(tk *Token) { tk.Claims["groups"] = []any{"staff", "contractors"} }), true},
+		{"claim not in a string array", `{"claims":{"groups":"admins"}}`, tok(func(tk *Token) { tk.Claims["groups"] = []any{"staff", "contractors"} }), false},
+		{"aud array", `{"claims":{"aud":"api"}}`, tok(func(tk *Token) { tk.Claims["aud"] = []any{"web", "api"} }), true},
+		{"number in an array", `{"claims":{"levels":3}}`, tok(func(tk *Token) { tk.Claims["levels"] = []any{float64(1), float64(3)} }), true},
+		{"Go string slice", `{"claims":{"roles":"x"}}`, tok(func(tk *Token) { tk.Claims["roles"] = []string{"y", "x"} }), true},
+		{"nested arrays do not flatten", `{"claims":{"g":"a"}}`, tok(func(tk *Token) { tk.Claims["g"] = []any{[]any{"a"}} }), false},
+		{"empty array", `{"claims":{"g":"a"}}`, tok(func(tk *Token) { tk.Claims["g"] = []any{} }), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
