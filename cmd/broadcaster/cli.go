@@ -32,11 +32,12 @@ import (
 
 // subcommands talk to a running broadcaster (or, for keygen, to no one).
 var subcommands = map[string]func(ctx context.Context, args []string, env cliEnv) error{
-	"revoke": cmdRevoke,
-	"lift":   cmdLift,
-	"list":   cmdList,
-	"tail":   cmdTail,
-	"keygen": cmdKeygen,
+	"revoke":     cmdRevoke,
+	"lift":       cmdLift,
+	"list":       cmdList,
+	"tail":       cmdTail,
+	"keygen":     cmdKeygen,
+	"thumbprint": cmdThumbprint,
 }
 
 // help is added here, not in the literal above: it refers to subcommands
@@ -47,13 +48,14 @@ func subcommandNames() []string { return slices.Sorted(maps.Keys(subcommands)) }
 
 // commandSummaries is what "broadcaster help" prints.
 var commandSummaries = map[string]string{
-	"serve":  "run the broadcaster (the default when the first argument is a flag)",
-	"revoke": "post a revocation, or many jtis from a file (--jti-file)",
-	"lift":   "lift a revocation by its key, or by its matchers",
-	"list":   "list the live revocations",
-	"tail":   "follow the event stream",
-	"keygen": "make a new API key and its key file line",
-	"help":   "this list; help COMMAND shows a command's flags",
+	"serve":      "run the broadcaster (the default when the first argument is a flag)",
+	"revoke":     "post a revocation, or many jtis from a file (--jti-file)",
+	"lift":       "lift a revocation by its key, or by its matchers",
+	"list":       "list the live revocations",
+	"tail":       "follow the event stream",
+	"keygen":     "make a new API key and its key file line",
+	"thumbprint": "print the thumbprint of each key in PEM or JWKS files (what a kid revocation names)",
+	"help":       "this list; help COMMAND shows a command's flags",
 }
 
 func cmdHelp(ctx context.Context, args []string, env cliEnv) error {
@@ -68,7 +70,7 @@ func cmdHelp(ctx context.Context, args []string, env cliEnv) error {
 	w := env.stdout
 	fmt.Fprintf(w, "Usage: broadcaster [COMMAND] [flags]\n\nCommands:\n")
 	for _, name := range slices.Sorted(maps.Keys(commandSummaries)) {
-		fmt.Fprintf(w, "  %-7s %s\n", name, commandSummaries[name])
+		fmt.Fprintf(w, "  %-10s %s\n", name, commandSummaries[name])
 	}
 	fmt.Fprintf(w, "\nRun \"broadcaster COMMAND --help\" for a command's flags. Client commands read the\n"+
 		"token from $REVOCAST_TOKEN or --token-file, and the server from --server ($REVOCAST_SERVER).\n")
