@@ -68,6 +68,7 @@ type config struct {
 	audiences     []string
 	algs          []string
 	leeway        time.Duration
+	maxLifetime   time.Duration
 	maxStaleness  time.Duration
 	stalePolicy   string
 	requireIAT    bool
@@ -92,6 +93,7 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	fs.List(&c.audiences, "audience", nil, "accepted aud value(s): a token must name one; empty skips the check")
 	fs.List(&c.algs, "algs", nil, "accepted JWS algorithms (default: those the configured keys can verify; HS* only with an HMAC secret; never none)")
 	fs.Duration(&c.leeway, "leeway", agent.DefaultLeeway, "clock skew allowed for exp, nbf and iat")
+	fs.Duration(&c.maxLifetime, "max-token-lifetime", 0, "refuse tokens living longer (exp - iat); only lowers the broadcaster's own limit, which applies anyway (0: the broadcaster's)")
 	fs.Duration(&c.maxStaleness, "max-staleness", agent.DefaultMaxStaleness, "silence from the broadcaster after which the agent is stale (must exceed its heartbeat)")
 	fs.String(&c.stalePolicy, "stale-policy", "closed", "while stale: closed (answer 503) or open (admit tokens that verify and are not on the denylist)")
 	fs.Bool(&c.requireIAT, "require-iat", false, "refuse tokens without iat")
@@ -136,6 +138,10 @@ func (c *config) agentOptions(logger *slog.Logger) ([]agent.Option, error) {
 		return nil, errors.New("leeway must not be negative")
 	}
 	opts = append(opts, agent.WithLeeway(c.leeway))
+	if c.maxLifetime < 0 {
+		return nil, errors.New("max-token-lifetime must not be negative")
+	}
+	opts = append(opts, agent.WithMaxTokenLifetime(c.maxLifetime))
 	if c.maxStaleness < 100*time.Millisecond {
 		return nil, errors.New("max-staleness must be at least 100ms (and exceed the broadcaster's heartbeat)")
 	}
