@@ -118,6 +118,18 @@ func TestKidRevocationMatchesTheVerifyingKey(t *testing.T) {
 	}
 }
 
+// TestKidRevocationStaticKeyInJWKS: a PEM key that the JWKS also publishes
+// under a kid is named by that kid too, whichever copy verified the token.
+func TestKidRevocationStaticKeyInJWKS(t *testing.T) {
+	k := getKeys(t)
+	set := jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk(t, &k.rsa.PublicKey, "k1", nil)}}
+	a := jwksAgent(t, set, WithAlgorithms("RS256"), WithPublicKeys(&k.rsa.PublicKey))
+	applyRevocation(t, a, `{"kid":"k1"}`)
+	for _, kid := range []string{"", "unknown-to-the-jwks", "k1"} {
+		wantErr(t, a, mint(t, jwt.SigningMethodRS256, k.rsa, claims("alice", "both-"+kid), kid), ErrRevoked, "kid "+kid)
+	}
+}
+
 // TestKidRevocationSurvivesSpill: a kid revocation pushed out of the exact
 // tier still matches the verifying key's names.
 func TestKidRevocationSurvivesSpill(t *testing.T) {

@@ -452,6 +452,12 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 		return nil, err
 	}
 	c := &Claims{Raw: mc, Algorithm: tok.Method.Alg(), SigningKeyID: used.kid, SigningKeyThumbprint: used.thumbprint}
+	if c.SigningKeyID == "" && v.jwks != nil {
+		// A static key the JWKS also publishes has that kid as a name too.
+		if snap := v.jwks.current.Load(); snap != nil {
+			c.SigningKeyID = snap.kidOf[used.thumbprint]
+		}
+	}
 	if c.Subject, err = mc.GetSubject(); err != nil {
 		return nil, err
 	}
@@ -499,7 +505,7 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 		Sub:           c.Subject,
 		Iss:           c.Issuer,
 		Kid:           c.KeyID,
-		KeyID:         used.kid,
+		KeyID:         c.SigningKeyID,
 		KeyThumbprint: used.thumbprint,
 		Claims:        mc,
 	}
