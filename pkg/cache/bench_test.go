@@ -85,13 +85,17 @@ func fixture(b *testing.B, n int) *benchFixture {
 	}
 	newMiss := func(i int) events.Token {
 		return events.Token{
-			JTI:         uuidLike(rng),
-			Sub:         "user-" + strconv.Itoa(rng.IntN(n)), // 1 in 100 logged out, but this token is newer
-			Iss:         benchIss,
-			Kid:         "key-current",
-			IssuedAt:    now.Unix(),
-			HasIssuedAt: true,
-			Claims:      claims[i%len(claims)],
+			JTI: uuidLike(rng),
+			Sub: "user-" + strconv.Itoa(rng.IntN(n)), // 1 in 100 logged out, but this token is newer
+			Iss: benchIss,
+			Kid: "key-current",
+			// as an agent verifies it: the JWKS kid and the thumbprint of the
+			// key that verified it are looked up as well
+			KeyID:         "key-current",
+			KeyThumbprint: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+			IssuedAt:      now.Unix(),
+			HasIssuedAt:   true,
+			Claims:        claims[i%len(claims)],
 		}
 	}
 	// The cold tokens are laid out one after the other and used in order,
