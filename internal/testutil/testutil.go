@@ -249,3 +249,16 @@ func (p *Process) Exited() <-chan struct{} { return p.done }
 
 // Pid is the process ID.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Eventually polls cond until it holds, failing the test if it does not
+// within d. d is for catching hangs (minutes, not a speed assertion).
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition inside a deadline
+	}
+}
