@@ -12,6 +12,8 @@ package auth
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -20,10 +22,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 	"unicode"
+
+	"github.com/revocast/revocast/pkg/events"
 )
 
 // Role is what a credential may do.
@@ -69,6 +76,12 @@ type Principal struct {
 	Role Role
 	// Kind is "api-key", "jwt" or "anonymous".
 	Kind string
+	// Token holds the facts of an operator JWT that revocations match
+	// against, and Expires its exp: a revoked or expired operator JWT loses
+	// its rights, on its next request and on an open stream. Nil and zero
+	// for API keys.
+	Token   *events.Token
+	Expires time.Time
 }
 
 // Errors of Authenticate.
@@ -205,10 +218,13 @@ type JWTVerifier interface {
 	VerifyOperator(raw string) (Principal, error)
 }
 
-// Authenticator checks the credentials of a request.
+// Authenticator checks the credentials of a request. Its API keys can be
+// replaced while it serves (SetKeys, WatchKeyFile), so that a key is
+// withdrawn without a restart.
 type Authenticator struct {
-	keys *KeyStore
-	jwt  JWTVerifier
+	keys    atomic.Pointer[KeyStore] // nil: no API keys
+	hasKeys bool                     // configured with API keys: stays enabled even if a reload leaves none
+	jwt     JWTVerifier
 }
 
 // New returns an Authenticator; either argument may be nil. With both nil
@@ -217,11 +233,67 @@ func New(keys *KeyStore, jwt JWTVerifier) *Authenticator {
 	if keys != nil && keys.Len() == 0 {
 		keys = nil
 	}
-	return &Authenticator{keys: keys, jwt: jwt}
+	a := &Authenticator{jwt: jwt, hasKeys: keys != nil}
+	a.keys.Store(keys)
+	return a
 }
 
-// Enabled reports whether any credential is configured.
-func (a *Authenticator) Enabled() bool { return a.keys != nil || a.jwt != nil }
+// Enabled reports whether any credential is configured. It does not change
+// when the API keys are replaced: a key file emptied by a reload leaves an
+// authenticator that accepts no API key, never one that accepts everyone.
+func (a *Authenticator) Enabled() bool { return a.hasKeys || a.jwt != nil }
+
+// VerifiesJWTs reports whether operator JWTs are accepted.
+func (a *Authenticator) VerifiesJWTs() bool { return a.jwt != nil }
+
+// SetKeys replaces the API keys (ks nil or empty: none is accepted). It has
+// no effect on an Authenticator created without API keys.
+func (a *Authenticator) SetKeys(ks *KeyStore) {
+	if a.hasKeys {
+		a.keys.Store(ks)
+	}
+}
+
+// WatchKeyFile reloads the API keys from path whenever hup delivers a value
+// (SIGHUP) and whenever the file's content changes (checked every
+// interval), until ctx ends. A file that cannot be read or parsed keeps the
+// keys in force and is logged; a valid one replaces them, so a key deleted
+// from the file stops working within one interval.
+func (a *Authenticator) WatchKeyFile(ctx context.Context, path string, interval time.Duration, hup <-chan os.Signal, log *slog.Logger) {
+	var last [sha256.Size]byte
+	if data, err := os.ReadFile(path); err == nil {
+		last = sha256.Sum256(data)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		forced := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-hup:
+			forced = true
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			log.Error("cannot reload the API key file; the keys in force stay", "path", path, "err", err)
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if sum == last && !forced {
+			continue
+		}
+		ks, err := ParseKeys(bytes.NewReader(data))
+		if err != nil {
+			log.Error("cannot reload the API key file; the keys in force stay", "path", path, "err", err)
+			continue
+		}
+		last = sum
+		a.SetKeys(ks)
+		log.Info("API keys reloaded", "path", path, "keys", ks.Len(), "audit", true)
+	}
+}
 
 // Anonymous is who calls a broadcaster without credentials configured.
 var Anonymous = Principal{Name: "anonymous", Role: RoleRevoker, Kind: "anonymous"}
@@ -246,8 +318,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 
 // AuthenticateToken checks one bearer credential.
 func (a *Authenticator) AuthenticateToken(token string) (Principal, error) {
-	if a.keys != nil {
-		if p, ok := a.keys.Lookup(token); ok {
+	if ks := a.keys.Load(); ks != nil {
+		if p, ok := ks.Lookup(token); ok {
 			return p, nil
 		}
 	}

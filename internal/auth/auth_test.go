@@ -1,10 +1,15 @@
 package auth
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestKeyFileRoundTrip(t *testing.T) {
@@ -169,4 +174,61 @@ func FuzzParseKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWatchKeyFile: SIGHUP (a value on hup) reloads the key file even when
+// unchanged on disk; an emptied file accepts no key and never turns
+// authentication off; a broken file keeps the keys in force.
+func TestWatchKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/keys"
+	k1, _ := GenerateKey()
+	k2, _ := GenerateKey()
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path+".tmp", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(KeyLine("one", RoleReader, k1) + "\n")
+	ks, err := LoadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(ks, nil)
+	hup := make(chan os.Signal) // unbuffered: a send returns once the watcher took it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.WatchKeyFile(ctx, path, time.Hour, hup, slog.New(slog.DiscardHandler)) // only SIGHUP reloads here
+	}()
+	accepted := func(key string) bool { _, err := a.AuthenticateToken(key); return err == nil }
+	reload := func() {
+		t.Helper()
+		hup <- syscall.SIGHUP
+		hup <- syscall.SIGHUP // taken only once the first reload is done
+	}
+
+	write("garbage\n")
+	reload()
+	if !accepted(k1) {
+		t.Fatal("a broken file dropped the keys in force")
+	}
+	write(KeyLine("two", RoleRevoker, k2) + "\n")
+	reload()
+	if accepted(k1) || !accepted(k2) {
+		t.Fatalf("after the reload: one %v, two %v", accepted(k1), accepted(k2))
+	}
+	write("# nobody\n")
+	reload()
+	if accepted(k2) || !a.Enabled() {
+		t.Fatalf("emptied file: two accepted %v, enabled %v", accepted(k2), a.Enabled())
+	}
+	cancel()
+	<-done
 }
