@@ -168,6 +168,16 @@ func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadca
 		return cfg, err
 	}
 	cfg.Auth = auth.New(keys, operator)
+	if keys != nil {
+		// A key removed from the file stops working without a restart:
+		// on SIGHUP, and within keyFileCheckInterval of the change.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			defer signal.Stop(hup)
+			cfg.Auth.WatchKeyFile(ctx, sf.apiKeys, keyFileCheckInterval, hup, logger)
+		}()
+	}
 	if sf.clusterSecretFile != "" {
 		secret, err := os.ReadFile(sf.clusterSecretFile)
 		if err != nil {

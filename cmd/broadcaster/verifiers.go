@@ -52,8 +52,13 @@ func (sf *serverFlags) operatorVerifier(ctx context.Context, logger *slog.Logger
 	return operatorJWTs{v: v, roleClaim: sf.roleClaim}, nil
 }
 
+// keyFileCheckInterval is how often the API key file is checked for
+// changes.
+var keyFileCheckInterval = 2 * time.Second
+
 // operatorJWTs turns a verified operator JWT into a principal: its sub is
-// the actor, the role claim its role.
+// the actor, the role claim its role, and its facts go along so that the
+// broadcaster can hold it to its own revocations.
 type operatorJWTs struct {
 	v         *agent.Verifier
 	roleClaim string
@@ -71,7 +76,8 @@ func (o operatorJWTs) VerifyOperator(raw string) (auth.Principal, error) {
 	if role == auth.RoleNone {
 		return auth.Principal{}, fmt.Errorf("operator JWT of %q has no reader or revoker role in claim %q", c.Subject, o.roleClaim)
 	}
-	return auth.Principal{Name: c.Subject, Role: role, Kind: "jwt"}, nil
+	tok := c.Token()
+	return auth.Principal{Name: c.Subject, Role: role, Kind: "jwt", Token: &tok, Expires: c.ExpiresAt}, nil
 }
 
 // roleOf reads a role claim: "revoker", "reader", a list of them, or a

@@ -3,6 +3,7 @@ package broadcaster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -68,6 +69,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 	case err != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
 		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "", err)
+		return p, false
+	case s.guard.check(p, time.Now()) != nil:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
+		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "",
+			fmt.Errorf("%w (%s)", s.guard.check(p, time.Now()), p.Name))
 		return p, false
 	case !p.Role.Allows(need):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="insufficient_scope"`)

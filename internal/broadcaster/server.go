@@ -37,6 +37,7 @@ type Server struct {
 	store   *natslog.Log
 	hub     *hub.Hub
 	auth    *auth.Authenticator
+	guard   *operatorGuard // nil without operator JWTs
 	limiter *rateLimiter
 	// streamsOpen counts /v1/events requests past the subscriber cap check.
 	streamsOpen atomic.Int64
@@ -82,6 +83,9 @@ func New(cfg Config) (*Server, error) {
 			MaxTokenLifetime: cfg.MaxTokenLifetime,
 			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge),
 		},
+	}
+	if cfg.Auth.VerifiesJWTs() {
+		s.guard = newOperatorGuard()
 	}
 	s.opened, s.ready = make(chan struct{}), make(chan struct{})
 	s.metrics = newMetrics(func() *hub.Hub {
@@ -284,6 +288,9 @@ func (s *Server) follow() {
 			s.log.Warn("the stream is a new instance: subscribers will be told to reset",
 				"old_epoch", before, "epoch", s.store.Epoch())
 			s.hub.Reset(s.store.Epoch())
+			if s.guard != nil {
+				s.guard.reset()
+			}
 			backoff = 100 * time.Millisecond
 			continue
 		}
@@ -340,6 +347,9 @@ func (s *Server) apply(rec natslog.Record) error {
 	ev := hub.Event{Seq: rec.Seq, Type: rec.Type, Key: rec.Key, Data: rec.Data, Expires: rec.Expires}
 	if err := s.hub.Apply(ev); err != nil {
 		s.log.Error("cannot fan out event", "seq", rec.Seq, "err", err)
+	}
+	if s.guard != nil {
+		s.guard.apply(rec.Seq, rec.Type, rec.Data)
 	}
 	return nil
 }

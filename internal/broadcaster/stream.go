@@ -126,8 +126,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 				defer s.streamsOpen.Add(-1)
 				defer conn.Close()
 				defer sub.Close()
+				ctx, release := s.guard.guard(s.streams, principal(r))
+				defer release()
 				st := &rawStream{conn: conn, timeout: s.cfg.WriteTimeout}
-				s.endStream(s.pump(s.streams, st, sub), s.streams, r.RemoteAddr)
+				s.endStream(s.pump(ctx, st, sub), ctx, r.RemoteAddr)
 			}()
 			return
 		} else if !errors.Is(err, http.ErrNotSupported) {
@@ -141,6 +143,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(s.streams, cancel)
 	defer stop()
+	ctx, release := s.guard.guard(ctx, principal(r))
+	defer release()
 	st, err := sse.Start(w, r, sse.WithRetry(s.cfg.Retry), sse.WithWriteTimeout(s.cfg.WriteTimeout))
 	if err != nil {
 		s.log.Debug("cannot start stream", "err", err)
@@ -165,6 +169,8 @@ func (s *Server) endStream(err error, ctx context.Context, remote string) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.hub.NoteSlow()
 		s.log.Info("subscriber disconnected: a write timed out (it resumes with its Last-Event-ID)", "remote", remote)
+	case errors.Is(context.Cause(ctx), errOperatorRevoked), errors.Is(context.Cause(ctx), errOperatorExpired):
+		s.log.Info("stream ended: its operator JWT lost its rights", "reason", context.Cause(ctx), "remote", remote, "audit", true)
 	case ctx.Err() != nil:
 	case err != nil:
 		s.log.Debug("stream ended", "err", err, "remote", remote)
