@@ -29,7 +29,7 @@ type operatorGuard struct {
 	deny *cache.Denylist
 
 	mu      sync.Mutex
-	head    uint64                       // last sequence applied
+	head    uint64                      // last sequence applied
 	streams map[*guardedStream]struct{} // open streams of operator JWTs
 }
 
