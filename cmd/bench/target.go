@@ -131,6 +131,7 @@ func (r *runner) startBroadcaster(ctx context.Context) (*target, error) {
 			"--log-level", "warn",
 			"--rate-limit", "0",
 			"--max-subscribers", strconv.Itoa(max(subs, 20_000)),
+			"--max-subscribers-per-principal", strconv.Itoa(max(subs, 20_000)), // every subscriber comes from 127.0.0.1
 			"--max-batch", strconv.Itoa(max(r.cfg.Batch, 10_000)),
 			"--max-body-bytes", strconv.Itoa(max(r.cfg.Batch*256, 1<<20)),
 		}

@@ -246,6 +246,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.Float64(&cfg.RateLimit, "rate-limit", broadcaster.DefaultRateLimit, "requests per second per credential on the revocation API (0: no limit)")
 	fs.Int(&cfg.RateBurst, "rate-burst", broadcaster.DefaultRateBurst, "burst of the per-credential rate limit")
 	fs.Int(&cfg.MaxSubscribers, "max-subscribers", broadcaster.DefaultMaxSubscribers, "concurrent SSE subscribers (503 beyond)")
+	fs.Int(&cfg.MaxSubscribersPerPrincipal, "max-subscribers-per-principal", 0, "concurrent SSE subscribers of one credential, or of one address without credentials (0: three quarters of --max-subscribers)")
 	fs.Uint64(&cfg.MaxLag, "max-lag", hub.DefaultMaxLag, "stream sequences a subscriber may trail the head by before it is disconnected as slow")
 	fs.Duration(&cfg.WriteTimeout, "write-timeout", broadcaster.DefaultWriteTimeout, "longest a write to a subscriber may block before it is disconnected")
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -170,4 +171,57 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// streamShares counts the open streams of each principal (streamOwner).
+// The zero value is ready to use; it is safe for concurrent use.
+type streamShares struct {
+	mu     sync.Mutex
+	byName map[string]int
+}
+
+// streamShare is one stream's place in its owner's share.
+type streamShare struct {
+	s     *streamShares
+	owner string
+	once  sync.Once
+}
+
+// take reserves a place for owner unless it holds limit already.
+func (s *streamShares) take(owner string, limit int) (*streamShare, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byName[owner] >= limit {
+		return nil, false
+	}
+	if s.byName == nil {
+		s.byName = map[string]int{}
+	}
+	s.byName[owner]++
+	return &streamShare{s: s, owner: owner}, true
+}
+
+// release gives the place back; calls after the first do nothing.
+func (sh *streamShare) release() {
+	sh.once.Do(func() {
+		sh.s.mu.Lock()
+		defer sh.s.mu.Unlock()
+		if sh.s.byName[sh.owner]--; sh.s.byName[sh.owner] <= 0 {
+			delete(sh.s.byName, sh.owner)
+		}
+	})
+}
+
+// streamOwner names whose share a stream counts against: the credential
+// (its kind and name), or the client address without one.
+func streamOwner(r *http.Request) string {
+	p := principal(r)
+	if p.Kind != "anonymous" {
+		return p.Kind + ":" + p.Name
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr:" + host
 }

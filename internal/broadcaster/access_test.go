@@ -210,7 +210,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestSubscriberCap(t *testing.T) {
-	s, base := startServer(t, func(c *Config) { c.MaxSubscribers = 2 })
+	s, base := startServer(t, func(c *Config) { c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 2, 2 })
 	subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	a := do(t, "GET", base+"/v1/events", "")
@@ -220,6 +220,44 @@ func TestSubscriberCap(t *testing.T) {
 	if s.hub.Stats().Subscribers != 2 {
 		t.Fatal("the refused subscriber was counted")
 	}
+}
+
+// TestSubscriberShare: one credential (or, without one, one address)
+// cannot take every stream slot: past its share it is refused, others
+// still get a slot, the refusals are counted, and a closed stream gives its
+// place back.
+func TestSubscriberShare(t *testing.T) {
+	a, reader, revoker := keys(t)
+	_, base := startServer(t, func(c *Config) {
+		c.Auth = a
+		c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 4, 2
+	})
+	url := base + "/v1/events?last_event_id=now"
+	subscribe(t, url, bearer(reader)...).until(t, events.TypeSynced)
+	second := subscribe(t, url, bearer(reader)...)
+	second.until(t, events.TypeSynced)
+	refused := do(t, "GET", url, "", bearer(reader)...)
+	if refused.status != http.StatusServiceUnavailable || refused.header.Get("Retry-After") == "" {
+		t.Fatalf("a third stream of one key: %d %s", refused.status, refused.body)
+	}
+	// another credential still gets its slots
+	subscribe(t, url, bearer(revoker)...).until(t, events.TypeSynced)
+	subscribe(t, url, bearer(revoker)...).until(t, events.TypeSynced)
+	if m := do(t, "GET", base+"/metrics", ""); !strings.Contains(string(m.body), `reason="subscriber_share"} 1`) {
+		t.Fatalf("the refusal is not counted:\n%s", m.body)
+	}
+	// a closed stream gives its place back
+	second.resp.Body.Close()
+	waitFor(t, time.Minute, "the reader's place back", func() bool {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+reader)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // TestTimeoutsDoNotCutStreams: a stream outlives the header and idle

@@ -76,6 +76,11 @@ type Config struct {
 	RateLimit      float64
 	RateBurst      int
 	MaxSubscribers int // concurrent SSE subscribers; 503 beyond
+	// MaxSubscribersPerPrincipal bounds the streams of one credential (and,
+	// without one, of one client address), so that a leaked reader key or
+	// one busy address cannot take every slot; zero: three quarters of
+	// MaxSubscribers.
+	MaxSubscribersPerPrincipal int
 	// TokenVerifier checks the tokens posted to POST /v1/revoke. Nil: they
 	// are only decoded, and the endpoint then needs the revoker role.
 	TokenVerifier TokenVerifier
@@ -137,6 +142,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSubscribers <= 0 {
 		c.MaxSubscribers = DefaultMaxSubscribers
+	}
+	if c.MaxSubscribersPerPrincipal <= 0 || c.MaxSubscribersPerPrincipal > c.MaxSubscribers {
+		c.MaxSubscribersPerPrincipal = max(1, c.MaxSubscribers*3/4)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -41,6 +41,7 @@ type Server struct {
 	limiter *rateLimiter
 	// streamsOpen counts /v1/events requests past the subscriber cap check.
 	streamsOpen atomic.Int64
+	shares      streamShares // streams per principal
 	// pumps counts the streams running on hijacked connections, which
 	// http.Server.Shutdown does not know about.
 	pumps sync.WaitGroup

@@ -71,10 +71,19 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			"this broadcaster serves its maximum number of subscribers; retry later or use another one", "", nil)
 		return
 	}
+	share, ok := s.shares.take(streamOwner(r), s.cfg.MaxSubscribersPerPrincipal)
+	if !ok {
+		s.streamsOpen.Add(-1)
+		w.Header().Set("Retry-After", "5")
+		s.refuse(w, r, http.StatusServiceUnavailable, "subscriber_share",
+			"this credential (or address) holds its share of this broadcaster's subscribers; close some or use another credential", "", nil)
+		return
+	}
 	handedOver := false
 	defer func() {
 		if !handedOver {
 			s.streamsOpen.Add(-1)
+			share.release()
 		}
 	}()
 
@@ -124,6 +133,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			go func() {
 				defer s.pumps.Done()
 				defer s.streamsOpen.Add(-1)
+				defer share.release()
 				defer conn.Close()
 				defer sub.Close()
 				ctx, release := s.guard.guard(s.streams, principal(r))
