@@ -379,4 +379,32 @@ func TestPlainHTTPWarnings(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
+// TestLeewayMustStayBelowGrace: an agent whose leeway the broadcaster's
+// expiry grace does not cover would admit tokens whose revocations an
+// agent started later never receives: it refuses to run.
+func TestLeewayMustStayBelowGrace(t *testing.T) {
+	tests := []struct {
+		name   string
+		leeway time.Duration
+		grace  int64
+		want   error
+	}{
+		{"grace covers the leeway", 30 * time.Second, 120, nil},
+		{"grace equals the leeway", 2 * time.Minute, 120, ErrLeewayExceedsGrace},
+		{"grace below the leeway", 30 * time.Second, 10, ErrLeewayExceedsGrace},
+		{"no grace announced", 5 * time.Minute, 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAgent(t, nil, append(rsaOpts(t), WithLeeway(tc.leeway))...)
+			data, _ := json.Marshal(events.Synced{Head: "1-0", ExpiryGrace: tc.grace})
+			err := a.handle(sse.Event{Type: events.TypeSynced, Data: data})
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("synced: %v, want %v", err, tc.want)
+			}
+			if a.Ready() != (tc.want == nil) {
+				t.Fatalf("ready = %v", a.Ready())
+			}
+		})
+	}
+}
