@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -38,11 +37,27 @@ func newHandler(a *agent.Agent, realm string, log *slog.Logger) http.Handler {
 	return mux
 }
 
+// check is the agent's Check plus the sidecar's own rule: a token whose
+// sub or iss cannot be passed upstream unchanged is invalid (see
+// checkIdentity).
+func (h *handler) check(r *http.Request, tok string) (*agent.Claims, error) {
+	c, err := h.a.Check(r.Context(), tok)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(c); err != nil {
+		h.log.Warn("token refused: the identity it names would change on its way upstream", "err", err, "remote", r.RemoteAddr)
+		return nil, err
+	}
+	return c, nil
+}
+
 // auth answers a forward-auth request: 200 with X-Auth-Subject and
 // X-Auth-Issuer for an allowed token, 401 with WWW-Authenticate for a
 // missing, invalid or revoked one, 503 while stale under the closed policy.
+// The headers carry sub and iss exactly as the denylist checked them.
 func (h *handler) auth(w http.ResponseWriter, r *http.Request) {
-	c, err := h.a.Check(r.Context(), agent.BearerToken(r))
+	c, err := h.check(r, agent.BearerToken(r))
 	if err != nil {
 		h.log.Debug("auth refused", "err", err, "remote", r.RemoteAddr)
 		agent.WriteError(w, err, h.realm)
@@ -50,25 +65,15 @@ func (h *handler) auth(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Auth-Subject", headerSafe(c.Subject))
+	hdr.Set("X-Auth-Subject", c.Subject)
 	if c.Issuer != "" {
-		hdr.Set("X-Auth-Issuer", headerSafe(c.Issuer))
+		hdr.Set("X-Auth-Issuer", c.Issuer)
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// headerSafe drops what a header value cannot carry.
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-}
-
 // introspect answers RFC 7662: {"active":true, <claims>} for a token the
-// agent allows, {"active":false} for any other, 400 without a token
+// agent allows (and /auth would admit), {"active":false} for any other, 400 without a token
 // parameter, and 503 (not an RFC 7662 answer) while stale under the closed
 // policy: "inactive" would tell the caller the token is bad when the agent
 // merely cannot tell.
@@ -83,7 +88,7 @@ func (h *handler) introspect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "the token parameter is required"})
 		return
 	}
-	c, err := h.a.Check(r.Context(), tok)
+	c, err := h.check(r, tok)
 	switch {
 	case errors.Is(err, agent.ErrStale):
 		w.Header().Set("Retry-After", "5")

@@ -183,7 +183,8 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 		sse.WithConnectHook(a.onConnect),
 		sse.WithDisconnectHook(a.onDisconnect),
 		sse.WithIdleTimeout(cfg.maxStaleness),
-		sse.WithBackoff(cfg.initBackoff, cfg.maxBackoff),
+		sse.WithBackoff(cfg.reconnectBackoff()),
+		sse.WithMaxDelay(max(cfg.maxStaleness/4, time.Millisecond)),
 	}
 	if cfg.httpClient != nil {
 		copts = append(copts, sse.WithHTTPClient(cfg.httpClient))

@@ -27,8 +27,11 @@ const (
 	DefaultJWKSMinRefreshInterval = 30 * time.Second
 	// DefaultJWKSTimeout bounds one JWKS fetch.
 	DefaultJWKSTimeout = 10 * time.Second
-	// DefaultMaxBackoff caps the delay between reconnection attempts.
-	DefaultMaxBackoff = 30 * time.Second
+	// DefaultMaxBackoff caps the delay between reconnection attempts. The
+	// cap never exceeds a quarter of the maximum staleness, whatever
+	// WithReconnectBackoff says: reconnection alone never makes the agent
+	// stale.
+	DefaultMaxBackoff = 15 * time.Second
 	// MinHMACSecretLength is the shortest HMAC secret accepted: RFC 7518
 	// section 3.2 requires a key at least as long as the hash (HS256).
 	MinHMACSecretLength = 32
@@ -325,4 +328,15 @@ func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
 // announces none); this option can only lower it. Zero or less: no lowering.
 func WithMaxTokenLifetime(d time.Duration) Option {
 	return func(c *config) { c.maxLifetime = d }
+}
+
+// reconnectBackoff is the first reconnection delay and the cap of every
+// delay (backoff, retry:, Retry-After): at most a quarter of maxStaleness.
+func (c *config) reconnectBackoff() (initial, maxDelay time.Duration) {
+	maxDelay = min(c.maxBackoff, c.maxStaleness/4)
+	initial = c.initBackoff
+	if initial <= 0 {
+		initial = time.Second
+	}
+	return min(initial, maxDelay), maxDelay
 }

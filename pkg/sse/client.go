@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -23,7 +24,8 @@ const (
 	// DefaultInitialBackoff is the base reconnection delay when the server
 	// has not sent a retry field.
 	DefaultInitialBackoff = 1 * time.Second
-	// DefaultMaxBackoff caps the exponential backoff.
+	// DefaultMaxBackoff caps the exponential backoff (see WithMaxDelay for
+	// a cap on every delay).
 	DefaultMaxBackoff = 30 * time.Second
 	// DefaultAuthBackoff is the delay after a 401, 403 or other 4xx answer:
 	// retrying fast cannot fix credentials or a request the server rejects,
@@ -108,7 +110,11 @@ type clientConfig struct {
 	onConnect    func(string)
 	onDisconnect func(string, error)
 	onActivity   func(time.Time)
-	startIndex   int // < 0: random; tests pin it
+	maxDelay     time.Duration // caps every delay; 0: no such cap
+	startIndex   int           // < 0: random; tests pin it
+	// sleep waits d or until ctx is done (false); tests record the delays
+	// the client chooses without waiting them out.
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 // ClientOption configures NewClient.
@@ -138,7 +144,8 @@ func WithLastEventID(id string) ClientOption {
 }
 
 // WithBackoff sets the base delay (used until the server sends a retry
-// field) and the cap of the exponential backoff. Non-positive values keep
+// field) and the cap of the exponential backoff, which only failures other
+// than refused connections make grow (see Run). Non-positive values keep
 // the defaults; a cap below the base is raised to it.
 func WithBackoff(initial, maxDelay time.Duration) ClientOption {
 	return func(cfg *clientConfig) {
@@ -147,6 +154,19 @@ func WithBackoff(initial, maxDelay time.Duration) ClientOption {
 		}
 		if maxDelay > 0 {
 			cfg.max = maxDelay
+		}
+	}
+}
+
+// WithMaxDelay caps every reconnection delay, whatever asks for a longer
+// one: the backoff, the server's retry field, a Retry-After, the auth
+// backoff. A caller that must hear from the server within some time (a
+// staleness limit) sets it well below that time. d <= 0 (the default)
+// leaves each delay to its own cap; a d below 10ms is raised to 10ms.
+func WithMaxDelay(d time.Duration) ClientOption {
+	return func(cfg *clientConfig) {
+		if d > 0 {
+			cfg.maxDelay = max(d, minDelay)
 		}
 	}
 }
@@ -208,6 +228,12 @@ func withStartIndex(i int) ClientOption {
 	return func(cfg *clientConfig) { cfg.startIndex = i }
 }
 
+// withSleep replaces the wait between attempts; tests use it to see the
+// delays the client chooses.
+func withSleep(f func(ctx context.Context, d time.Duration) bool) ClientOption {
+	return func(cfg *clientConfig) { cfg.sleep = f }
+}
+
 // Client follows an event stream served at one or more equivalent URLs,
 // reconnecting as EventSource does.
 //
@@ -237,6 +263,7 @@ func NewClient(urls []string, opts ...ClientOption) (*Client, error) {
 			authBackoff: DefaultAuthBackoff,
 			logger:      slog.New(slog.DiscardHandler),
 			startIndex:  -1,
+			sleep:       sleep,
 		},
 	}
 	for i, raw := range urls {
@@ -298,7 +325,17 @@ func (c *Client) setLastID(id string) {
 type runState struct {
 	retry    time.Duration // the server's retry field, when hasRetry
 	hasRetry bool
-	failures int // consecutive unhealthy attempts, for the backoff exponent
+	failures int        // rounds that failed otherwise than refused, for the backoff exponent
+	inRow    int        // failed attempts in the current round, one per URL
+	round    roundState // how the current round's attempts failed
+}
+
+// roundState sums up the failures of one round: consecutive failed
+// attempts, one at each URL.
+type roundState struct {
+	slow       bool // some URL answered 4xx
+	other      bool // some URL failed otherwise than refused
+	retryAfter time.Duration
 }
 
 // outcome is how one connection attempt ended.
@@ -307,6 +344,7 @@ type outcome struct {
 	fatal      bool  // Run returns err
 	healthy    bool  // delivered an event or stayed up: reset the backoff, keep the URL
 	slow       bool  // 4xx: wait the auth backoff
+	refused    bool  // nobody answered, or a gateway said nobody does: a restart
 	retryAfter time.Duration
 }
 
@@ -317,14 +355,23 @@ type outcome struct {
 //     recorded as the last event ID);
 //   - a server answers 204: a *StatusError wrapping ErrNoContent.
 //
-// Run starts at a random URL so that many clients spread over a cluster, and
-// moves to the next URL after a failed attempt. A connection that delivered
-// an event (or stayed up a minute) was healthy: the client reconnects to the
-// same URL and the backoff starts over. The delay before each attempt grows
-// exponentially with jitter from the server's retry field (or the initial
-// backoff) up to the maximum; a Retry-After on 429 or 5xx lengthens it;
-// 401, 403 and other 4xx answers are logged as errors and retried at the
-// auth backoff.
+// Run starts at a random URL so that many clients spread over a cluster.
+// A connection that delivered an event (or stayed up a minute) was healthy:
+// the client reconnects to the same URL after the server's retry field (or
+// the initial backoff), with jitter, and the backoff starts over. After a
+// failed attempt it moves to the next URL at once: it waits only when
+// every URL has failed in a row (a round), and then
+//   - when every URL refused (connection refused, reset or closed before
+//     an answer; 502, 503 or 504, what a gateway says while the server
+//     restarts), no longer than the retry field: a restart costs about one
+//     retry interval however long it took;
+//   - when some URL answered 401, 403 or another 4xx (logged as errors),
+//     the auth backoff;
+//   - otherwise a backoff that grows exponentially with jitter from the
+//     retry field up to the maximum.
+//
+// A Retry-After on 429 or 5xx lengthens the wait, and WithMaxDelay caps
+// it, whatever asked for it.
 func (c *Client) Run(ctx context.Context, handle func(Event) error) error {
 	if handle == nil {
 		return errors.New("sse: Run needs a handler")
@@ -349,33 +396,67 @@ func (c *Client) Run(ctx context.Context, handle func(Event) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if out.healthy {
-			st.failures = 0
-		} else {
+		if !out.healthy {
 			idx = (idx + 1) % len(c.urls)
 		}
-		var delay time.Duration
-		if out.slow {
-			delay = jitter(c.cfg.authBackoff)
-		} else {
-			delay = c.backoff(&st)
-			st.failures = min(st.failures+1, 62)
-		}
-		delay = max(delay, min(out.retryAfter, maxRetryAfter), minDelay)
+		delay := c.delay(&st, out)
 		c.cfg.logger.Debug("sse: reconnecting", "url", c.redacted[idx], "delay", delay)
-		if !sleep(ctx, delay) {
+		if !c.cfg.sleep(ctx, delay) {
 			return ctx.Err()
 		}
 	}
 }
 
+// delay chooses the wait before the next attempt, after out, and carries
+// what it must remember in st (see Run).
+func (c *Client) delay(st *runState, out outcome) time.Duration {
+	if out.healthy {
+		st.failures, st.inRow, st.round = 0, 0, roundState{}
+		return c.clamp(jitter(c.base(st)))
+	}
+	st.inRow++
+	st.round.slow = st.round.slow || out.slow
+	st.round.other = st.round.other || (!out.refused && !out.slow)
+	st.round.retryAfter = max(st.round.retryAfter, out.retryAfter)
+	if st.inRow < len(c.urls) {
+		return minDelay // another URL may answer: try it now
+	}
+	r := st.round
+	st.inRow, st.round = 0, roundState{}
+	var d time.Duration
+	switch {
+	case r.slow:
+		d = jitter(c.cfg.authBackoff)
+	case !r.other:
+		d = jitter(c.base(st))
+	default:
+		d = c.backoff(st)
+		st.failures = min(st.failures+1, 62)
+	}
+	return c.clamp(max(d, min(r.retryAfter, maxRetryAfter)))
+}
+
+// clamp bounds a delay by minDelay below and WithMaxDelay above.
+func (c *Client) clamp(d time.Duration) time.Duration {
+	d = max(d, minDelay)
+	if c.cfg.maxDelay > 0 {
+		d = min(d, c.cfg.maxDelay)
+	}
+	return d
+}
+
+// base is the server's retry field, or the initial backoff before one.
+func (c *Client) base(st *runState) time.Duration {
+	if st.hasRetry {
+		return st.retry
+	}
+	return c.cfg.initial
+}
+
 // backoff is base·2^failures, capped, with jitter. The cap is at least the
 // server's retry value: a server asking for a long delay gets it.
 func (c *Client) backoff(st *runState) time.Duration {
-	base := c.cfg.initial
-	if st.hasRetry {
-		base = st.retry
-	}
+	base := c.base(st)
 	ceiling := max(c.cfg.max, base)
 	d := base
 	for i := 0; i < st.failures && d < ceiling; i++ {
@@ -448,7 +529,7 @@ func (c *Client) attempt(ctx context.Context, idx int, handle func(Event) error,
 		if ctx.Err() == nil {
 			log.Warn("sse: connection failed", "err", err)
 		}
-		return outcome{err: fmt.Errorf("sse: connect to %s: %w", shown, err)}
+		return outcome{err: fmt.Errorf("sse: connect to %s: %w", shown, err), refused: isRefused(err)}
 	}
 	defer resp.Body.Close()
 
@@ -530,7 +611,8 @@ func (c *Client) checkResponse(resp *http.Response, shown string, log *slog.Logg
 	case code == http.StatusTooManyRequests || code >= 500:
 		ra := parseRetryAfter(resp.Header.Get("Retry-After"))
 		log.Warn("sse: server unavailable", "status", code, "retry_after", ra)
-		return outcome{err: se, retryAfter: ra}, false
+		refused := code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
+		return outcome{err: se, retryAfter: ra, refused: refused}, false
 	case code >= 400:
 		log.Error("sse: stream rejected the request: check the URL and the client's configuration", "status", code, "retry_in", c.cfg.authBackoff)
 		return outcome{err: se, slow: true}, false
@@ -538,6 +620,14 @@ func (c *Client) checkResponse(resp *http.Response, shown string, log *slog.Logg
 		log.Warn("sse: unexpected status", "status", code)
 		return outcome{err: se}, false
 	}
+}
+
+// isRefused reports whether a request failed the way it does while the
+// server restarts: nothing listens (connection refused), or the connection
+// was reset or closed before an answer.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // validHeaderValue reports whether net/http will send s as a header value:
