@@ -50,6 +50,7 @@ type jwksSource struct {
 // by kid and all of them (for kid-less tokens), each with its names.
 type jwksSnapshot struct {
 	byKid       map[string][]*verifyKey
+	kidsOf      map[string][]string // kids by thumbprint: every name of a key
 	all         []*verifyKey
 	fingerprint [sha256.Size]byte
 	keys        int // keys in the set, usable or not
@@ -60,7 +61,7 @@ type jwksSnapshot struct {
 // known and fits the key; it logs each key it keeps with its thumbprint and
 // each it skips with the reason.
 func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
-	snap := &jwksSnapshot{byKid: map[string][]*verifyKey{}, keys: len(jwks)}
+	snap := &jwksSnapshot{byKid: map[string][]*verifyKey{}, kidsOf: map[string][]string{}, keys: len(jwks)}
 	for _, j := range jwks {
 		m := j.Marshal()
 		k, err := jwkVerifyKey(j.Key(), m)
@@ -72,6 +73,9 @@ func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
 		snap.all = append(snap.all, k)
 		if m.KID != "" {
 			snap.byKid[m.KID] = append(snap.byKid[m.KID], k)
+			if !slices.Contains(snap.kidsOf[k.thumbprint], m.KID) {
+				snap.kidsOf[k.thumbprint] = append(snap.kidsOf[k.thumbprint], m.KID)
+			}
 		}
 	}
 	return snap

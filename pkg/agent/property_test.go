@@ -274,16 +274,6 @@ func (c *propAgent) String() string {
 
 var propKids = []string{"k1", "k2", "k3", "k4"}
 
-// propAliases lets one key be both a PEM key and in the JWKS, or in the
-// JWKS under several kids (REVOCAST_PROPERTY_ALIASES=1). The contract
-// names a key by every kid the JWKS gives it and by its thumbprint, but the
-// agent knows only the kid of the one entry (or PEM key) that verified the
-// token: a kid revocation of "k2" misses a token signed by that key when it
-// is verified by its PEM copy (header kid unknown to the JWKS, or none) or
-// by its entry under "k1". Until the agent names a key by all its kids,
-// such configurations are generated only on request.
-var propAliases = os.Getenv("REVOCAST_PROPERTY_ALIASES") != ""
-
 func genPropAgent(rng *mrand.Rand, pool []*propKey) *propAgent {
 	c := &propAgent{leeway: DefaultLeeway, lifetime: events.DefaultMaxTokenLifetime}
 	base := time.Now().Truncate(time.Second)
@@ -310,9 +300,6 @@ func genPropAgent(rng *mrand.Rand, pool []*propKey) *propAgent {
 		n := rng.IntN(6)
 		for range n {
 			j := propJWK{key: rng.IntN(len(pool) - 1)} // never the HMAC secret
-			if !propAliases && (slices.Contains(c.static, j.key) || slices.ContainsFunc(c.jwks, func(o propJWK) bool { return o.key == j.key })) {
-				continue // see propAliases
-			}
 			switch r := rng.IntN(20); {
 			case r < 12:
 				j.kid = propKids[rng.IntN(len(propKids))] // may repeat a kid

@@ -503,6 +503,18 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 		KeyThumbprint: used.thumbprint,
 		Claims:        mc,
 	}
+	if v.jwks != nil {
+		// The same key under other kids, or a PEM key the JWKS also
+		// publishes: a kid revocation of any of its names retires it.
+		// (A new key set purges the verified-token cache.)
+		if snap := v.jwks.current.Load(); snap != nil {
+			for _, kid := range snap.kidsOf[used.thumbprint] {
+				if kid != used.kid {
+					c.token.KeyAliases = append(c.token.KeyAliases, kid)
+				}
+			}
+		}
+	}
 	if iat != nil {
 		// Unix() floors a fractional iat: the token counts as issued
 		// earlier, which can only make a logout deny it (fail closed).
