@@ -408,3 +408,47 @@ func TestLeewayMustStayBelowGrace(t *testing.T) {
 		})
 	}
 }
+
+// TestKidRevocationMatchesEveryNameOfTheKey: a key the agent also trusts
+// as a PEM key, or that the JWKS publishes under several kids, is retired
+// by a revocation of any of its kids, whichever copy verified the token
+// (found by TestPropertyAgentMatchesContract).
+func TestKidRevocationMatchesEveryNameOfTheKey(t *testing.T) {
+	k := getKeys(t)
+	set := jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{
+		jwk(t, &k.rsa.PublicKey, "k1", nil),
+		jwk(t, &k.rsa.PublicKey, "k1-again", nil),
+	}}
+	signedBy1 := func(jti, kid string) string {
+		return mint(t, jwt.SigningMethodRS256, k.rsa, claims("alice", jti), kid)
+	}
+	tests := []struct {
+		name     string
+		capacity int
+		rev      string
+		tok      string
+	}{
+		{"PEM copy, kid-less", 0, `{"kid":"k1"}`, signedBy1("m1", "")},
+		{"PEM copy, unknown kid", 0, `{"kid":"k1"}`, signedBy1("m2", "nope")},
+		{"other kid of the key", 0, `{"kid":"k1"}`, signedBy1("m3", "k1-again")},
+		{"other kid of the key, reversed", 0, `{"kid":"k1-again"}`, signedBy1("m4", "k1")},
+		{"spilled", 1, `{"kid":"k1-again"}`, signedBy1("m5", "")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []Option{WithAlgorithms("RS256"), WithPublicKeys(&k.rsa.PublicKey)}
+			if tc.capacity > 0 {
+				opts = append(opts, WithDenylistCapacity(tc.capacity))
+			}
+			a := jwksAgent(t, set, opts...)
+			applyRevocation(t, a, tc.rev)
+			if tc.capacity > 0 {
+				applyRevocation(t, a, `{"jti":"push-it-out"}`)
+				if a.Stats().Denylist.Spilled != 1 {
+					t.Fatalf("not spilled: %+v", a.Stats().Denylist)
+				}
+			}
+			wantErr(t, a, tc.tok, ErrRevoked, tc.name)
+		})
+	}
+}

@@ -50,8 +50,8 @@ type jwksSource struct {
 // by kid and all of them (for kid-less tokens), each with its names.
 type jwksSnapshot struct {
 	byKid       map[string][]*verifyKey
+	kidsOf      map[string][]string // kids by thumbprint: every name of a key
 	all         []*verifyKey
-	kidOf       map[string]string // thumbprint → the first kid of that key in the set
 	fingerprint [sha256.Size]byte
 	keys        int // keys in the set, usable or not
 }
@@ -61,7 +61,7 @@ type jwksSnapshot struct {
 // known and fits the key; it logs each key it keeps with its thumbprint and
 // each it skips with the reason.
 func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
-	snap := &jwksSnapshot{byKid: map[string][]*verifyKey{}, kidOf: map[string]string{}, keys: len(jwks)}
+	snap := &jwksSnapshot{byKid: map[string][]*verifyKey{}, kidsOf: map[string][]string{}, keys: len(jwks)}
 	for _, j := range jwks {
 		m := j.Marshal()
 		k, err := jwkVerifyKey(j.Key(), m)
@@ -73,8 +73,8 @@ func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
 		snap.all = append(snap.all, k)
 		if m.KID != "" {
 			snap.byKid[m.KID] = append(snap.byKid[m.KID], k)
-			if _, ok := snap.kidOf[k.thumbprint]; !ok {
-				snap.kidOf[k.thumbprint] = m.KID
+			if !slices.Contains(snap.kidsOf[k.thumbprint], m.KID) {
+				snap.kidsOf[k.thumbprint] = append(snap.kidsOf[k.thumbprint], m.KID)
 			}
 		}
 	}

@@ -455,7 +455,9 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 	if c.SigningKeyID == "" && v.jwks != nil {
 		// A static key the JWKS also publishes has that kid as a name too.
 		if snap := v.jwks.current.Load(); snap != nil {
-			c.SigningKeyID = snap.kidOf[used.thumbprint]
+			if kids := snap.kidsOf[used.thumbprint]; len(kids) > 0 {
+				c.SigningKeyID = kids[0]
+			}
 		}
 	}
 	if c.Subject, err = mc.GetSubject(); err != nil {
@@ -508,6 +510,18 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 		KeyID:         c.SigningKeyID,
 		KeyThumbprint: used.thumbprint,
 		Claims:        mc,
+	}
+	if v.jwks != nil {
+		// The same key under other kids, or a PEM key the JWKS also
+		// publishes: a kid revocation of any of its names retires it.
+		// (A new key set purges the verified-token cache.)
+		if snap := v.jwks.current.Load(); snap != nil {
+			for _, kid := range snap.kidsOf[used.thumbprint] {
+				if kid != used.kid {
+					c.token.KeyAliases = append(c.token.KeyAliases, kid)
+				}
+			}
+		}
 	}
 	if iat != nil {
 		// Unix() floors a fractional iat: the token counts as issued

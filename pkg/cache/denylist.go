@@ -494,12 +494,20 @@ func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
 		// A kid revocation names a key by the token's header kid or by the
 		// verifying key's kid or thumbprint: every distinct name is looked up.
 		values := [3]string{tokenValue(t, k)}
+		var aliases []string
 		if k == kindKid {
 			values[1], values[2] = t.KeyID, t.KeyThumbprint
+			aliases = t.KeyAliases
 		}
-		for i, v := range values {
-			if v == "" || (i > 0 && (v == values[0] || (i == 2 && v == values[1]))) {
-				continue
+		for i := 0; i < len(values)+len(aliases); i++ {
+			var v string
+			if i < len(values) {
+				v = values[i]
+				if v == "" || (i > 0 && (v == values[0] || (i == 2 && v == values[1]))) {
+					continue
+				}
+			} else {
+				v = aliases[i-len(values)]
 			}
 			h := maphash.String(d.seeds[k], v)
 			if plain {

@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 )
 
@@ -19,6 +20,10 @@ type Token struct {
 	// it names Kid, KeyID or KeyThumbprint.
 	KeyID         string
 	KeyThumbprint string
+	// KeyAliases are the key's other kids in the key set: the same key
+	// published under several kids, or also given as a PEM key. A kid
+	// revocation matches them too.
+	KeyAliases []string
 	// IssuedAt is the iat claim in Unix seconds; HasIssuedAt is false when
 	// the token has none.
 	IssuedAt    int64
@@ -46,7 +51,7 @@ func (r *Revocation) Matches(t *Token) bool {
 	if r.Iss != "" && r.Iss != t.Iss {
 		return false
 	}
-	if r.Kid != "" && r.Kid != t.Kid && r.Kid != t.KeyID && r.Kid != t.KeyThumbprint {
+	if r.Kid != "" && r.Kid != t.Kid && r.Kid != t.KeyID && r.Kid != t.KeyThumbprint && !slices.Contains(t.KeyAliases, r.Kid) {
 		return false
 	}
 	for name, want := range r.Claims {
