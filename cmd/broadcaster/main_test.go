@@ -235,3 +235,26 @@ func TestBinaryRefusesPublicAddressWithoutCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryRefusesReplicasWithoutCluster: --replicas 3 on a standalone
+// embedded server would wait for ever for peers that cannot exist; the
+// binary refuses at once, with a usage exit code and a message.
+func TestBinaryRefusesReplicasWithoutCluster(t *testing.T) {
+	bin := testutil.Binary(t, "broadcaster")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--replicas", "3")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("still running after 30s:\n%s", out)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
+		t.Fatalf("exit: %v, want code %d\n%s", err, exitUsage, out)
+	}
+	for _, want := range []string{"--replicas 3 needs a cluster", "--cluster-name", "--nats-url"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the message lacks %q:\n%s", want, out)
+		}
+	}
+}
