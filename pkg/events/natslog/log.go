@@ -125,6 +125,7 @@ type Log struct {
 	cfg    Config
 	log    *slog.Logger
 	ns     *server.Server // nil with an external deployment
+	lock   *dirLock       // the embedded server's data directory
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
@@ -158,7 +159,7 @@ func Connect(cfg Config) (*Log, error) {
 	var err error
 	if len(cfg.URLs) == 0 {
 		var token string
-		if l.ns, token, err = startEmbedded(&cfg); err != nil {
+		if l.ns, token, l.lock, err = startEmbedded(&cfg); err != nil {
 			return nil, err
 		}
 		opts := []nats.Option{nats.InProcessServer(l.ns), nats.Name("revocast-broadcaster"), nats.MaxReconnects(-1)}
@@ -849,4 +850,6 @@ func (l *Log) shutdownServer() {
 		l.ns.Shutdown()
 		l.ns.WaitForShutdown()
 	}
+	// only once the server no longer writes to the file store
+	l.lock.release()
 }
