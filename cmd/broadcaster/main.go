@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return &exitError{exitUsage, err}
 	}
 	if err := broadcaster.Run(ctx, cfg); err != nil {
-		if errors.Is(err, broadcaster.ErrInsecure) {
+		if errors.Is(err, broadcaster.ErrInsecure) || errors.Is(err, broadcaster.ErrConfig) {
 			return &exitError{exitUsage, err}
 		}
 		return err

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,67 @@ func TestBinaryRefusesPublicAddressWithoutCredentials(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the message lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBinaryRefusesReplicasWithoutCluster: --replicas 3 on a standalone
+// embedded server would wait for ever for peers that cannot exist; the
+// binary refuses at once, with a usage exit code and a message.
+func TestBinaryRefusesReplicasWithoutCluster(t *testing.T) {
+	bin := testutil.Binary(t, "broadcaster")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--replicas", "3")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("still running after 30s:\n%s", out)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
+		t.Fatalf("exit: %v, want code %d\n%s", err, exitUsage, out)
+	}
+	for _, want := range []string{"--replicas 3 needs a cluster", "--cluster-name", "--nats-url"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the message lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestSecondBroadcasterOnSameDataDirRefuses: two processes on one data
+// directory would share the file store behind each other's back and lose
+// acknowledged writes; the second refuses to start and names the first.
+// Once the first is gone (even killed), the directory is free again.
+func TestSecondBroadcasterOnSameDataDirRefuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binary; skipped under -short")
+	}
+	data := t.TempDir()
+	first := testutil.Start(t, "broadcaster", "/readyz", "--addr", testutil.FreeAddr(t), "--data", data)
+	acked := client{t, first.URL}.post(`{"jti":"before-the-second"}`)
+
+	bin := testutil.Binary(t, "broadcaster")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--addr", "127.0.0.1:0", "--data", data).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the second broadcaster still runs after 30s on the first one's data directory:\n%s", out)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	want := data + " is in use by pid " + strconv.Itoa(first.Pid())
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("the message does not say %q:\n%s", want, out)
+	}
+
+	// the first one was left alone
+	c := client{t, first.URL}
+	c.post(`{"jti":"after-the-second"}`)
+	first.Kill()
+	second := testutil.Start(t, "broadcaster", "/readyz", "--addr", testutil.FreeAddr(t), "--data", data)
+	state := client{t, second.URL}.stream("")
+	if len(state) != 3 || state[0].ID != acked.ID {
+		t.Fatalf("after the first was killed, the directory holds %+v", state)
 	}
 }

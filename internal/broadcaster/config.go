@@ -176,8 +176,41 @@ func (c *Config) validate() error {
 	if c.RateLimit < 0 {
 		errs = append(errs, errors.New("rate-limit must not be negative"))
 	}
-	return errors.Join(errs...)
+	if err := c.validateReplicas(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return nil
 }
+
+// maxReplicas is the most replicas JetStream keeps of a stream.
+const maxReplicas = 5
+
+// validateReplicas refuses a replica count no server set can hold: the
+// stream would never be created and the broadcaster would wait for it for
+// ever. A standalone embedded server holds one replica; how many servers an
+// embedded cluster or an external deployment has is only known once they
+// answer.
+func (c *Config) validateReplicas() error {
+	n := c.NATS.Replicas
+	switch {
+	case n == 0: // the default: one
+		return nil
+	case n < 0 || n > maxReplicas:
+		return fmt.Errorf("--replicas must be 1 to %d (JetStream keeps at most %d copies of a stream), not %d", maxReplicas, maxReplicas, n)
+	case n > 1 && len(c.NATS.URLs) == 0 && c.NATS.ClusterName == "":
+		return fmt.Errorf("--replicas %d needs a cluster: a standalone embedded NATS server keeps one copy of the stream. "+
+			"Form a cluster of at least %d broadcasters (--cluster-name, --cluster-addr, --routes) or use an external NATS cluster (--nats-url), "+
+			"or keep --replicas 1", n, n)
+	}
+	return nil
+}
+
+// ErrConfig is matched (errors.Is) by the errors of New for a configuration
+// that cannot work, whatever happens at run time.
+var ErrConfig = errors.New("invalid configuration")
 
 // ErrInsecure is returned when the server would listen beyond loopback with
 // no credentials configured.

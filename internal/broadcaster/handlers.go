@@ -101,8 +101,35 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// idempotencyKey reads the Idempotency-Key header. The stored message ID is
-// scoped to the actor so that two clients cannot collide on a key.
+// Idempotency. A client makes a write safe to retry with an
+// Idempotency-Key header. The key is scoped to the caller, the kind of its
+// credential and its name (the API key "ops" and the operator JWT "ops"
+// have different keys), and stands for one request: its operation (a
+// revocation, a batch, a lift, an RFC 7009 revocation) and its content.
+// The same request again gets the first answer ("duplicate", with what the
+// first one stored); anything else with the same key gets 409 and stores
+// nothing, as does a retry whose first answer cannot be given again because
+// what it stored has since been replaced, lifted or has expired. A write is
+// never answered 2xx unless it is stored.
+//
+// The record is the log itself, so that a retry may reach any node: the
+// key becomes the Nats-Msg-Id of the request's first message
+// (natslog.RequestID), which JetStream stores at most once per duplicate
+// window, and every message of the request carries the request's
+// fingerprint (natslog.RequestFingerprint), which a duplicate is checked
+// against (natslog.Request). After the duplicate window (2 minutes) the key
+// is forgotten and a request with it is new.
+
+// Operations: the namespaces of a request's fingerprint.
+const (
+	opRevoke      = "revoke"
+	opRevokeBatch = "revoke-batch"
+	opLift        = "lift"
+	opRevokeToken = "revoke-token"
+)
+
+// idempotencyKey reads the Idempotency-Key header: "" when there is none,
+// ok false when it is malformed.
 func idempotencyKey(r *http.Request) (string, bool) {
 	k := r.Header.Get("Idempotency-Key")
 	if k == "" {
@@ -116,7 +143,29 @@ func idempotencyKey(r *http.Request) (string, bool) {
 			return "", false
 		}
 	}
-	return actor(r) + "/" + k, true
+	return k, true
+}
+
+// logRequest is the log's view of a client request with the Idempotency-Key
+// key ("": none) of caller p.
+func logRequest(p auth.Principal, key, op string, content ...[]byte) natslog.Request {
+	if key == "" {
+		return natslog.Request{}
+	}
+	return natslog.Request{
+		ID:          natslog.RequestID(p.Kind, p.Name, key),
+		Fingerprint: natslog.RequestFingerprint(op, content...),
+	}
+}
+
+// conflict answers a reused Idempotency-Key (natslog.ErrConflict).
+func (s *Server) conflict(w http.ResponseWriter, r *http.Request, err error) {
+	msg := "Idempotency-Key was already used for a different request"
+	var ce *natslog.ConflictError
+	if errors.As(err, &ce) {
+		msg = ce.Reason
+	}
+	s.reject(w, r, http.StatusConflict, "idempotency_conflict", msg, "Idempotency-Key")
 }
 
 // Write answers are built from the JSON each revocation was stored with
@@ -191,6 +240,22 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request) {
 		s.rejectInvalid(w, r, err)
 		return
 	}
+	// the request as decoded, before the server's defaults: the same
+	// request posted again has the same fingerprint, however its JSON is
+	// spelled
+	var req natslog.Request
+	if idem != "" {
+		op, content := opRevoke, any(&revs[0])
+		if batch {
+			op, content = opRevokeBatch, revs
+		}
+		canonical, err := json.Marshal(content)
+		if err != nil {
+			s.rejectInvalid(w, r, err)
+			return
+		}
+		req = logRequest(principal(r), idem, op, canonical)
+	}
 	now := time.Now()
 	who := actor(r)
 	for i := range revs {
@@ -205,10 +270,10 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if batch {
-		s.postBatch(w, r, revs, idem, start)
+		s.postBatch(w, r, revs, req, start)
 		return
 	}
-	s.postOne(w, r, &revs[0], idem, start)
+	s.postOne(w, r, &revs[0], req, start)
 }
 
 func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error) {
@@ -220,34 +285,27 @@ func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error
 	s.reject(w, r, http.StatusBadRequest, "invalid", err.Error(), "")
 }
 
-func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, idem string, start time.Time) {
+func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, req natslog.Request, start time.Time) {
 	if rev.Expired(time.Now(), 0) {
 		s.log.Info("revocation already expired, not published", "key", rev.Key, "actor", rev.Actor)
 		stored, _ := events.MarshalStored(rev)
 		writeRawJSON(w, http.StatusOK, appendResult(nil, stored, "", 0, "expired", ""))
 		return
 	}
-	msgID := idem
-	if msgID == "" {
-		msgID = natslog.NewIdempotencyKey()
+	p, err := s.store.PublishRequest(r.Context(), rev, req)
+	if errors.Is(err, natslog.ErrConflict) {
+		s.conflict(w, r, err)
+		return
 	}
-	p, err := s.store.Publish(r.Context(), rev, msgID)
 	if err != nil {
 		s.writeFailed(w, r, err)
 		return
 	}
 	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
-	stored, status, code := p.Stored, "created", http.StatusCreated
+	status, code := "created", http.StatusCreated
 	if p.Duplicate {
+		// p.Stored is what the first request stored
 		status, code = "duplicate", http.StatusOK
-		if orig, err := s.store.GetSeq(r.Context(), p.Seq); err == nil && orig.Revocation != nil {
-			if orig.Revocation.Key != rev.Key {
-				s.reject(w, r, http.StatusConflict, "idempotency_conflict",
-					"Idempotency-Key was already used for a different revocation", "Idempotency-Key")
-				return
-			}
-			stored = orig.Data
-		}
 	} else {
 		s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
 		s.audit(r, "revoked", rev.Key, rev.Reason, p.Seq)
@@ -255,7 +313,7 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 	id := events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String()
 	s.waitApplied(r.Context(), p.Seq)
 	w.Header().Set("Location", "/v1/revocations/"+rev.Key)
-	writeRawJSON(w, code, appendResult(nil, stored, id, p.Seq, status, ""))
+	writeRawJSON(w, code, appendResult(nil, p.Stored, id, p.Seq, status, ""))
 }
 
 func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) {
@@ -268,48 +326,77 @@ func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) 
 	s.unavailable(w, r, err)
 }
 
-func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, idem string, start time.Time) {
-	items := make([]natslog.Item, 0, len(revs))
-	index := make([]int, 0, len(revs))
+// postBatch stores a batch. With an Idempotency-Key, the request's own
+// message ID goes to its first item that has not expired, published alone
+// first: the request that stores it owns the key, and a request with other
+// content is refused (409) before anything of it is stored. The other items
+// follow, pipelined, under IDs derived from the request's ID, the sequence
+// of that first message (the same for every retry of the request within
+// the duplicate window, and for no other request) and their index.
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, req natslog.Request, start time.Time) {
+	results := make([]*natslog.ItemResult, len(revs)) // nil: expired
 	now := time.Now()
+	var pending []int // the items still to publish
 	for i := range revs {
-		if revs[i].Expired(now, 0) {
-			continue
+		if !revs[i].Expired(now, 0) {
+			pending = append(pending, i)
 		}
+	}
+	idPrefix := ""
+	if req.ID != "" && len(pending) > 0 {
+		first := req
+		first.Item = pending[0]
+		p, err := s.store.PublishRequest(r.Context(), &revs[pending[0]], first)
+		switch {
+		case errors.Is(err, natslog.ErrConflict):
+			s.conflict(w, r, err)
+			return
+		case err != nil:
+			// nothing of this request is known to be stored
+			for _, i := range pending {
+				stored, _ := events.MarshalStored(&revs[i])
+				results[i] = &natslog.ItemResult{Published: natslog.Published{Stored: stored}, Err: err}
+			}
+			pending = nil
+		default:
+			owner := pending[0]
+			if p.Duplicate && p.Item >= 0 && p.Item < len(revs) {
+				owner = p.Item // the first attempt's first item
+			}
+			results[owner] = &natslog.ItemResult{Published: p}
+			pending = slices.DeleteFunc(pending, func(i int) bool { return i == owner })
+			idPrefix = req.ID + "/" + strconv.FormatUint(p.Seq, 10) + "/"
+		}
+	}
+	items := make([]natslog.Item, len(pending))
+	for k, i := range pending {
 		// Without an Idempotency-Key the items get no message ID: a retry
 		// of the whole batch stores its items again anyway, and storing a
 		// revocation twice replaces it with itself (one subject per key).
-		var msgID string
-		if idem != "" {
-			// the item's key is part of the ID: a reused Idempotency-Key
-			// with other content stores the new items instead of
-			// answering "duplicate" for revocations never stored
-			msgID = idem + "/" + strconv.Itoa(i) + "/" + revs[i].Key
+		items[k] = natslog.Item{Revocation: &revs[i]}
+		if idPrefix != "" {
+			items[k].Request = natslog.Request{ID: idPrefix + strconv.Itoa(i), Fingerprint: req.Fingerprint, Item: i}
 		}
-		items = append(items, natslog.Item{Revocation: &revs[i], IdemKey: msgID})
-		index = append(index, i)
 	}
-	results := s.store.PublishBatch(r.Context(), items)
+	for k, res := range s.store.PublishBatch(r.Context(), items) {
+		results[pending[k]] = &res
+	}
 
 	var created, duplicates, expired, failed int
 	var maxSeq uint64
 	epoch := s.store.Epoch()
 	buf := make([]byte, 0, 64+len(revs)*320)
 	buf = append(buf, `{"revocations":[`...)
-	next := 0 // the next published item, in results
 	for i := range revs {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		if next == len(index) || index[next] != i {
+		res := results[i]
+		switch {
+		case res == nil:
 			stored, _ := events.MarshalStored(&revs[i])
 			buf = appendResult(buf, stored, "", 0, "expired", "")
 			expired++
-			continue
-		}
-		res := results[next]
-		next++
-		switch {
 		case res.Err != nil:
 			buf = appendResult(buf, res.Stored, "", 0, "failed",
 				"not acknowledged by the revocation log; retry the batch (with the same Idempotency-Key, if you sent one)")
@@ -439,9 +526,14 @@ func (s *Server) handleLift(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "reason: too long", "reason")
 		return
 	}
-	p, err := s.store.Lift(r.Context(), key, actor(r), reason, idem)
+	req := logRequest(principal(r), idem, opLift, []byte(key), []byte(reason))
+	p, err := s.store.LiftRequest(r.Context(), key, actor(r), reason, req)
 	if errors.Is(err, natslog.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")
+		return
+	}
+	if errors.Is(err, natslog.ErrConflict) {
+		s.conflict(w, r, err)
 		return
 	}
 	if err != nil {

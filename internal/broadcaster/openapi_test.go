@@ -746,6 +746,9 @@ func TestOpenAPIContract(t *testing.T) {
 		if ans.Duplicates != 2 {
 			t.Fatalf("retried batch: %s", a.body)
 		}
+		// the key of a batch for another batch, or for one revocation
+		call(t, req{method: "POST", path: revs, body: `{"revocations":[{"jti":"contract-3"}]}`, key: revoker, header: bidem, want: 409})
+		call(t, req{method: "POST", path: revs, body: `{"jti":"contract-3"}`, key: revoker, header: bidem, want: 409})
 		for _, body := range []string{
 			`{"jti":"x","colour":"red"}`,
 			`{"reason":"no matcher"}`,
@@ -820,6 +823,8 @@ func TestOpenAPIContract(t *testing.T) {
 		if !bytes.Contains(a.body, []byte(`"duplicate"`)) {
 			t.Fatalf("retried lift: %s", a.body)
 		}
+		call(t, req{method: "DELETE", path: byKey, url: u + "?reason=other", key: revoker, header: idem, want: 409})
+		call(t, req{method: "DELETE", path: byKey, url: revs + "/" + created.Key, key: revoker, header: []string{"Idempotency-Key", "contract-1"}, want: 409})
 		call(t, req{method: "DELETE", path: byKey, url: u, key: revoker, want: 404})
 		call(t, req{method: "GET", path: byKey, url: u, key: reader, want: 404})
 		call(t, req{method: "DELETE", path: byKey, url: revs + "/nothex", key: revoker, want: 400})
@@ -839,6 +844,17 @@ func TestOpenAPIContract(t *testing.T) {
 		form(t, valid, wrong, 401)
 		form(t, valid, reader, 403)
 		form(t, valid, revoker, 200)
+		// with an Idempotency-Key of its own namespace
+		idem := func(t *testing.T, body, key string, want int) answer {
+			t.Helper()
+			return call(t, req{method: "POST", path: "/v1/revoke", body: body, key: revoker, want: want,
+				header: []string{"Content-Type", "application/x-www-form-urlencoded", "Idempotency-Key", key}})
+		}
+		idem(t, valid, "contract-rfc7009", 200)
+		idem(t, valid, "contract-rfc7009", 200)
+		idem(t, url.Values{"token": {unsignedJWT(`{"jti":"contract-rfc7009-2","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`)}}.Encode(), "contract-rfc7009", 409)
+		idem(t, valid, "contract-1", 409) // the key of a POST /v1/revocations
+		idem(t, valid, "é", 400)
 		form(t, url.Values{"token": {"garbage"}}.Encode(), revoker, 200)
 		form(t, "", revoker, 400)
 		form(t, "", "", 401) // the credential is checked before the form is read

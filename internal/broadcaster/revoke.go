@@ -67,6 +67,11 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the token parameter is required")
 		return
 	}
+	idem, ok := idempotencyKey(r)
+	if !ok {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Idempotency-Key must be 1 to 200 printable ASCII characters")
+		return
+	}
 
 	var (
 		facts events.Token
@@ -114,10 +119,22 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	p, err := s.store.Publish(r.Context(), &rev, natslog.NewIdempotencyKey())
+	// an Idempotency-Key of its own namespace: the request is the token
+	req := logRequest(caller, idem, opRevokeToken, []byte(token))
+	p, err := s.store.PublishRequest(r.Context(), &rev, req)
+	if errors.Is(err, natslog.ErrConflict) {
+		s.metrics.rejected.WithLabelValues("idempotency_conflict").Inc()
+		writeOAuthError(w, http.StatusConflict, "invalid_request", err.Error())
+		return
+	}
 	if err != nil {
 		// RFC 7009 §2.2.1 allows 503 with Retry-After
 		s.writeFailed(w, r, err)
+		return
+	}
+	if p.Duplicate {
+		s.waitApplied(r.Context(), p.Seq)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -67,35 +68,97 @@ func (t *Time) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// latest time a revocation may name: far enough for any real use, small
-// enough that arithmetic on it never overflows.
-var maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+// The times a revocation may name: from the Unix epoch (agents decode
+// nothing earlier) to the last second RFC 3339 can write, far enough for
+// any real use and small enough that arithmetic on it never overflows.
+var (
+	minTime = time.Unix(0, 0).UTC()
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
 
+// maxUnixLiteral bounds the length of a time given as Unix seconds, so that
+// decoding it exactly stays cheap.
+const maxUnixLiteral = 64
+
+// parseTime decodes an RFC 3339 string or Unix seconds into UTC. It accepts
+// only what it can store exactly and decode again: the range is checked
+// after conversion to UTC ("1970-01-01T00:30:00+14:00" is 1969), and a
+// value finer than a nanosecond, which would be stored rounded, is refused.
 func parseTime(data []byte) (time.Time, error) {
 	data = bytes.TrimSpace(data)
+	var v time.Time
 	if len(data) > 0 && data[0] == '"' {
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
 			return time.Time{}, errors.New("must be an RFC 3339 time or Unix seconds")
 		}
-		v, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return time.Time{}, errors.New("must be an RFC 3339 time (e.g. 2026-01-02T15:04:05Z) or Unix seconds")
+		var err error
+		if v, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return time.Time{}, errors.New("must be an RFC 3339 time (e.g. 2026-01-01T15:04:05Z) or Unix seconds")
 		}
-		if v.Year() < 1970 || v.After(maxTime) {
-			return time.Time{}, errors.New("out of range")
+		if fractionDigits(s) > 9 {
+			return time.Time{}, errors.New("finer than a nanosecond")
 		}
-		return v.UTC(), nil
+	} else {
+		var err error
+		if v, err = parseUnix(string(data)); err != nil {
+			return time.Time{}, err
+		}
 	}
-	f, err := strconv.ParseFloat(string(data), 64)
+	v = v.UTC()
+	if v.Before(minTime) || v.After(maxTime) {
+		return time.Time{}, errors.New("out of range (1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z)")
+	}
+	return v, nil
+}
+
+// fractionDigits counts the digits of the fractional second of an RFC 3339
+// time.
+func fractionDigits(s string) int {
+	i := strings.IndexByte(s, '.')
+	if i < 0 {
+		return 0
+	}
+	n := 0
+	for _, c := range []byte(s[i+1:]) {
+		if c < '0' || c > '9' {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// parseUnix decodes positive Unix seconds exactly: a float64 cannot hold
+// most decimal fractions, and 1900000000.123 would be stored as
+// 1900000000.122999906.
+func parseUnix(lit string) (time.Time, error) {
+	const bad = "must be an RFC 3339 time or Unix seconds"
+	if len(lit) > maxUnixLiteral {
+		return time.Time{}, errors.New(bad)
+	}
+	// syntax and a first range check, before any exact arithmetic
+	f, err := strconv.ParseFloat(lit, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return time.Time{}, errors.New("must be an RFC 3339 time or Unix seconds")
+		return time.Time{}, errors.New(bad)
 	}
 	if f <= 0 || f > float64(maxTime.Unix()) {
-		return time.Time{}, errors.New("out of range")
+		return time.Time{}, errors.New("out of range (1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z)")
 	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	r, ok := new(big.Rat).SetString(lit)
+	if !ok || r.Sign() <= 0 {
+		return time.Time{}, errors.New(bad)
+	}
+	sec := new(big.Int).Quo(r.Num(), r.Denom()) // positive: the floor
+	ns := new(big.Rat).Sub(r, new(big.Rat).SetInt(sec))
+	ns.Mul(ns, big.NewRat(1e9, 1))
+	if !ns.IsInt() {
+		return time.Time{}, errors.New("finer than a nanosecond")
+	}
+	if !sec.IsInt64() { // excluded by the range check above
+		return time.Time{}, errors.New(bad)
+	}
+	return time.Unix(sec.Int64(), ns.Num().Int64()), nil
 }
 
 // input is what an operator may post: the matchers and options, never the

@@ -134,6 +134,10 @@ func (p Policy) Prepare(r *Revocation, now time.Time) error {
 			r.ExpiresAt = Time{r.IssuedBefore.Add(p.lifetime())}
 		}
 	}
+	if r.ExpiresAt.After(maxTime) {
+		// issued_before + L: an agent could not decode it
+		return &FieldError{Field: "expires_at", Problem: "out of range (issued_before plus the maximum token lifetime is after 9999-12-31T23:59:59Z)"}
+	}
 	if p.MaxExpiry > 0 && !r.ExpiresAt.IsZero() && r.ExpiresAt.After(now.Add(p.MaxExpiry)) {
 		return &FieldError{Field: "expires_at", Problem: "must be within " + p.MaxExpiry.String() + " from now (omit it for a revocation that lasts until lifted)"}
 	}

@@ -3,6 +3,8 @@ package events
 import (
 	"encoding/json"
 	"errors"
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,13 @@ func TestDecodeRevocationErrorsNameTheField(t *testing.T) {
 		{"bad time type", `{"jti":"a","expires_at":true}`, "expires_at"},
 		{"negative unix", `{"jti":"a","expires_at":-5}`, "expires_at"},
 		{"huge unix", `{"jti":"a","expires_at":1e300}`, "expires_at"},
+		{"before 1970 in UTC", `{"sub":"a","issued_before":"1970-01-01T00:30:00+14:00"}`, "issued_before"},
+		{"expires before 1970 in UTC", `{"jti":"a","expires_at":"1970-01-01T13:59:59+14:00"}`, "expires_at"},
+		{"after 9999 in UTC", `{"jti":"a","expires_at":"9999-12-31T23:30:00-01:00"}`, "expires_at"},
+		{"finer than a nanosecond", `{"jti":"a","expires_at":"2030-01-01T00:00:00.1234567891Z"}`, "expires_at"},
+		{"unix finer than a nanosecond", `{"jti":"a","expires_at":1900000000.0000000001}`, "expires_at"},
+		{"unix tiny", `{"jti":"a","expires_at":1e-300}`, "expires_at"},
+		{"unix literal too long", `{"jti":"a","expires_at":1900000000.` + strings.Repeat("0", 80) + `}`, "expires_at"},
 		{"claim object value", `{"claims":{"tenant":{"a":1}}}`, "claims.tenant"},
 		{"claim null value", `{"claims":{"tenant":null}}`, "claims.tenant"},
 		{"claim reserved", `{"claims":{"sub":"alice"}}`, "claims.sub"},
@@ -72,6 +81,55 @@ func TestDecodeRevocationErrorsNameTheField(t *testing.T) {
 				t.Fatal("empty problem")
 			}
 		})
+	}
+}
+
+// TestTimesAreStoredExactly: an accepted time is stored as the instant it
+// names, in UTC, to the nanosecond, and decodes back to that instant.
+func TestTimesAreStoredExactly(t *testing.T) {
+	tests := []struct {
+		name, value string
+		want        time.Time
+	}{
+		{"unix", `1900000000`, time.Unix(1900000000, 0)},
+		{"unix decimal fraction", `1900000000.123`, time.Unix(1900000000, 123000000)},
+		{"unix nanoseconds", `1900000000.000000001`, time.Unix(1900000000, 1)},
+		{"unix exponent", `1.9e9`, time.Unix(1900000000, 0)},
+		{"unix fraction with exponent", `19000000001234e-4`, time.Unix(1900000000, 123400000)},
+		{"offset east", `"2030-01-01T10:00:00+14:00"`, time.Date(2029, 12, 31, 20, 0, 0, 0, time.UTC)},
+		{"offset west", `"2029-12-31T14:00:00.5-06:00"`, time.Date(2029, 12, 31, 20, 0, 0, 5e8, time.UTC)},
+		{"epoch", `"1970-01-01T00:00:00Z"`, time.Unix(0, 0)},
+		{"epoch from the east", `"1970-01-01T14:00:00+14:00"`, time.Unix(0, 0)},
+		{"last second", `"9999-12-31T23:59:59Z"`, time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := DecodeRevocation([]byte(`{"kid":"k","expires_at":` + tc.value + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.ExpiresAt.Time; !got.Equal(tc.want) || got.Location() != time.UTC {
+				t.Fatalf("stored %v, want %v", got, tc.want.UTC())
+			}
+			out, _ := json.Marshal(&r)
+			var back Revocation
+			if err := json.Unmarshal(out, &back); err != nil || !back.ExpiresAt.Equal(tc.want) {
+				t.Fatalf("%s decodes to %v, %v", out, back.ExpiresAt, err)
+			}
+		})
+	}
+}
+
+// TestPrepareRefusesDefaultExpiryPastRange: issued_before plus L must
+// still be a time an agent can decode.
+func TestPrepareRefusesDefaultExpiryPastRange(t *testing.T) {
+	r, err := DecodeRevocation([]byte(`{"sub":"a","issued_before":"9999-12-31T23:00:00Z"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fe *FieldError
+	if err := (Policy{}).Prepare(&r, now); !errors.As(err, &fe) || fe.Field != "expires_at" {
+		t.Fatalf("Prepare = %v, stored expires_at %v", err, r.ExpiresAt)
 	}
 }
 
@@ -248,33 +306,51 @@ func FuzzDecodeRevocation(f *testing.F) {
 			}
 			return
 		}
-		if err := (Policy{MaxExpiry: 366 * 24 * time.Hour}).Prepare(&r, now); err != nil {
-			var fe *FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("Prepare error %v is not a FieldError", err)
-			}
-			return
-		}
-		if !ValidKey(r.Key) || r.Key != r.ComputeKey() {
-			t.Fatalf("bad key %q", r.Key)
-		}
-		// What the server stores must decode again to the same revocation,
-		// on one line, so that it fits one SSE data line.
-		out, err := json.Marshal(&r)
-		if err != nil {
-			t.Fatalf("marshal: %v", err)
-		}
-		if strings.ContainsAny(string(out), "\r\n\x00") {
-			t.Fatalf("encoded revocation spans lines: %q", out)
-		}
-		var back Revocation
-		if err := json.Unmarshal(out, &back); err != nil {
-			t.Fatalf("unmarshal own output %s: %v", out, err)
-		}
-		if back.ComputeKey() != r.Key {
-			t.Fatalf("key changed through JSON: %s", out)
+		// the server's policy bounds expires_at; without a bound every
+		// accepted value must still be storable
+		for _, policy := range []Policy{{MaxExpiry: 366 * 24 * time.Hour}, {}} {
+			checkStored(t, data, r, policy)
 		}
 	})
+}
+
+// checkStored prepares a decoded revocation as the server does and checks
+// what it would store: one SSE data line that decodes, as every agent
+// decodes it, to exactly what was stored (a value that does not is an event
+// every agent skips).
+func checkStored(t *testing.T, data []byte, r Revocation, policy Policy) {
+	t.Helper()
+	r.Claims = maps.Clone(r.Claims)
+	if err := policy.Prepare(&r, now); err != nil {
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			t.Fatalf("Prepare error %v is not a FieldError", err)
+		}
+		return
+	}
+	if !ValidKey(r.Key) || r.Key != r.ComputeKey() {
+		t.Fatalf("bad key %q", r.Key)
+	}
+	out, err := MarshalStored(&r)
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	if strings.ContainsAny(string(out), "\r\n\x00") {
+		t.Fatalf("encoded revocation spans lines: %q", out)
+	}
+	var back Revocation
+	if err := json.Unmarshal(out, &back); err != nil {
+		t.Fatalf("an accepted revocation does not decode: %s from %q: %v", out, data, err)
+	}
+	if !reflect.DeepEqual(back, r) {
+		t.Fatalf("decodes to something else than was stored:\nstored  %+v\ndecoded %+v\njson %s", r, back, out)
+	}
+	if again, _ := MarshalStored(&back); string(again) != string(out) {
+		t.Fatalf("encoding changed through decoding:\n%s\n%s", out, again)
+	}
+	if back.ComputeKey() != r.Key {
+		t.Fatalf("key changed through JSON: %s", out)
+	}
 }
 
 // TestAppendWithIDEqualsEncoding: splicing id and seq into the stored JSON

@@ -2,6 +2,7 @@ package natslog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -98,5 +99,22 @@ func TestClusterReplicatesWithIdenticalSequences(t *testing.T) {
 				t.Fatalf("node %d record %d: seq %d jti %s, want seq %d", i+1, j, r.Seq, mustDecode(t, r).JTI, seqs[j])
 			}
 		}
+	}
+
+	// An idempotent request retried on another node is recognised there:
+	// the record is the stream, not the node that took the first attempt.
+	req := Request{ID: RequestID("api-key", "ops", "cluster-retry"), Fingerprint: RequestFingerprint("revoke", []byte("c-idem"))}
+	first, err := logs[0].PublishRequest(ctx, prepare(t, `{"jti":"c-idem"}`), req)
+	if err != nil || first.Duplicate {
+		t.Fatalf("first attempt: %+v, %v", first, err)
+	}
+	retry, err := logs[1].PublishRequest(ctx, prepare(t, `{"jti":"c-idem"}`), req)
+	if err != nil || !retry.Duplicate || retry.Seq != first.Seq || string(retry.Stored) != string(first.Stored) {
+		t.Fatalf("retry on node 2: %+v, %v; first %+v", retry, err, first)
+	}
+	other := req
+	other.Fingerprint = RequestFingerprint("revoke", []byte("c-other"))
+	if p, err := logs[2].PublishRequest(ctx, prepare(t, `{"jti":"c-other"}`), other); !errors.Is(err, ErrConflict) {
+		t.Fatalf("another request with the key on node 3: %+v, %v", p, err)
 	}
 }

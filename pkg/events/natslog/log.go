@@ -3,6 +3,8 @@ package natslog
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +36,11 @@ const (
 const (
 	headerType = "Revocast-Type"
 	headerTTL  = jetstream.MsgTTLHeader
+	// headerRequest holds the fingerprint of the client request that
+	// stored the message under an idempotency key (Request.Fingerprint),
+	// headerItem the index of the message's revocation in that request.
+	headerRequest = "Revocast-Request"
+	headerItem    = "Revocast-Item"
 )
 
 const metadataEpoch = "revocast_epoch"
@@ -51,6 +58,12 @@ var (
 	// idempotency key.
 	ErrUnavailable = errors.New("revocation log unavailable")
 	ErrClosed      = errors.New("revocation log closed")
+	// ErrConflict is matched (errors.Is) by the error of a write whose
+	// idempotency key (Request.ID) was already used within the duplicate
+	// window by a request with another fingerprint, or by one whose
+	// message has since been replaced, lifted or has expired, so that its
+	// answer cannot be given again. Nothing was stored.
+	ErrConflict = errors.New("idempotency key already used")
 	// ErrStalled is returned by Follow when its consumer stopped
 	// delivering although the stream holds messages after the last one it
 	// delivered; follow again from there.
@@ -125,6 +138,7 @@ type Log struct {
 	cfg    Config
 	log    *slog.Logger
 	ns     *server.Server // nil with an external deployment
+	lock   *dirLock       // the embedded server's data directory
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
@@ -158,7 +172,7 @@ func Connect(cfg Config) (*Log, error) {
 	var err error
 	if len(cfg.URLs) == 0 {
 		var token string
-		if l.ns, token, err = startEmbedded(&cfg); err != nil {
+		if l.ns, token, l.lock, err = startEmbedded(&cfg); err != nil {
 			return nil, err
 		}
 		opts := []nats.Option{nats.InProcessServer(l.ns), nats.Name("revocast-broadcaster"), nats.MaxReconnects(-1)}
@@ -303,9 +317,76 @@ type Published struct {
 	Duplicate bool // the idempotency key was seen before: Seq is the original's
 	// Stored is the JSON stored for a revocation (events.MarshalStored):
 	// answers splice the event ID into it (events.AppendWithID) instead
-	// of encoding the revocation again.
+	// of encoding the revocation again. For a Duplicate of a client
+	// request, it is what the original stored.
 	Stored []byte
+	// Item is, for a Duplicate of a client request, the index in that
+	// request of the revocation the original message stored.
+	Item int
 }
+
+// Request ties a write to the client request it serves, for idempotency.
+//
+// ID becomes the message's Nats-Msg-Id: JetStream stores a message at most
+// once per ID within the duplicate window and answers a second publish with
+// the first one's sequence. The broadcaster derives it from the client's
+// Idempotency-Key and the caller (RequestID), so the key is scoped to the
+// caller, and every message of a request carries the request's
+// Fingerprint. A publish that JetStream reports as a duplicate is then
+// checked against the message it duplicates, read from the stream leader
+// (the stream, not this process, is the record: a retry may reach another
+// node): the same fingerprint gives that message (Published.Duplicate,
+// Stored); another fingerprint, or a message that is no longer stored
+// (replaced, lifted, expired), gives ErrConflict.
+type Request struct {
+	ID          string // "" for a random one (no client key)
+	Fingerprint string // what the client asked (RequestFingerprint)
+	Item        int    // index of this message's revocation in the request
+}
+
+// RequestID derives the message ID of a client's idempotency key: scoped to
+// the caller (the kind of credential and its name), fixed length, safe in
+// a header.
+func RequestID(callerKind, callerName, key string) string {
+	return "idem-" + digest("revocast-idempotency-v1", callerKind, callerName, key)[:40]
+}
+
+// RequestFingerprint identifies what a client request asks: the operation
+// and its canonical content.
+func RequestFingerprint(op string, content ...[]byte) string {
+	parts := make([]string, 0, len(content)+2)
+	parts = append(parts, "revocast-request-v1", op)
+	for _, c := range content {
+		parts = append(parts, string(c))
+	}
+	return digest(parts...)
+}
+
+// digest hashes length-prefixed parts, so that no two lists of parts
+// share their input.
+func digest(parts ...string) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ConflictError is an ErrConflict with the reason for the client.
+type ConflictError struct{ Reason string }
+
+func (e *ConflictError) Error() string { return e.Reason }
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+var (
+	errOtherRequest = &ConflictError{Reason: "Idempotency-Key was already used for a different request"}
+	errGone         = &ConflictError{Reason: "Idempotency-Key was already used, and what that request stored has since been replaced, lifted or has expired: its answer cannot be repeated; send a new Idempotency-Key"}
+)
 
 // messageTTL is how long a message must stay in the stream: until expires at,
 // or forever ("never" also survives the stream's MaxAge).
@@ -317,7 +398,7 @@ func messageTTL(expires time.Time, now time.Time) string {
 	return strconv.FormatInt(max(int64(secs), 1), 10) + "s"
 }
 
-func (l *Log) revokeMsg(rev *events.Revocation, now time.Time) (*nats.Msg, error) {
+func (l *Log) revokeMsg(rev *events.Revocation, now time.Time, req Request) (*nats.Msg, error) {
 	data, err := events.MarshalStored(rev)
 	if err != nil {
 		return nil, fmt.Errorf("encode revocation: %w", err)
@@ -326,6 +407,75 @@ func (l *Log) revokeMsg(rev *events.Revocation, now time.Time) (*nats.Msg, error
 	m.Data = data
 	m.Header.Set(headerType, events.TypeRevoke)
 	m.Header.Set(headerTTL, messageTTL(rev.ExpiresAt.Time, now))
+	setRequest(m, req)
+	return m, nil
+}
+
+func setRequest(m *nats.Msg, req Request) {
+	if req.Fingerprint != "" {
+		m.Header.Set(headerRequest, req.Fingerprint)
+		m.Header.Set(headerItem, strconv.Itoa(req.Item))
+	}
+}
+
+// original checks a duplicate of a client request against the message it
+// duplicates (see Request).
+func (l *Log) original(ctx context.Context, seq uint64, req Request) (Published, error) {
+	if req.Fingerprint == "" {
+		// no client key: a random ID, duplicated only by this write's
+		// own retry
+		return Published{Seq: seq, Duplicate: true}, nil
+	}
+	raw, err := l.leaderGet(ctx, seq)
+	if errors.Is(err, ErrNotFound) {
+		return Published{Seq: seq, Duplicate: true}, errGone
+	}
+	if err != nil {
+		return Published{}, fmt.Errorf("%w: read the original of a duplicate: %v", ErrUnavailable, err)
+	}
+	if raw.Header.Get(headerRequest) != req.Fingerprint {
+		return Published{}, errOtherRequest
+	}
+	item, _ := strconv.Atoi(raw.Header.Get(headerItem))
+	return Published{Seq: seq, Duplicate: true, Stored: raw.Data, Item: item}, nil
+}
+
+// leaderGet reads the message with this sequence from the stream leader: a
+// direct get may be answered by a replica that does not have it yet.
+func (l *Log) leaderGet(ctx context.Context, seq uint64) (*nats.Msg, error) {
+	req, _ := json.Marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{seq})
+	msg, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.cfg.StreamName, req)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", seq, err)
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Subject string `json:"subject"`
+			Header  []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("message %d: %w", seq, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, ErrNotFound
+	case resp.Error != nil:
+		return nil, fmt.Errorf("message %d: %w", seq, resp.Error)
+	case resp.Message == nil:
+		return nil, fmt.Errorf("message %d: empty answer", seq)
+	}
+	m := nats.NewMsg(resp.Message.Subject)
+	m.Data = resp.Message.Data
+	if len(resp.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, fmt.Errorf("message %d: headers: %w", seq, err)
+		}
+	}
 	return m, nil
 }
 
@@ -340,20 +490,34 @@ func NewIdempotencyKey() string {
 
 // Publish stores a prepared revocation (Key set, defaults applied, not
 // expired) and returns once JetStream acknowledged it. idemKey becomes the
-// Nats-Msg-Id; pass NewIdempotencyKey() when the client sent none.
+// Nats-Msg-Id; pass NewIdempotencyKey() when the client sent none. For a
+// client's idempotency key, use PublishRequest.
 func (l *Log) Publish(ctx context.Context, rev *events.Revocation, idemKey string) (Published, error) {
-	m, err := l.revokeMsg(rev, time.Now())
+	return l.PublishRequest(ctx, rev, Request{ID: idemKey})
+}
+
+// PublishRequest is Publish for a client request (see Request): a duplicate
+// is the original's answer, or ErrConflict.
+func (l *Log) PublishRequest(ctx context.Context, rev *events.Revocation, req Request) (Published, error) {
+	if req.ID == "" {
+		req.ID = NewIdempotencyKey()
+	}
+	m, err := l.revokeMsg(rev, time.Now(), req)
 	if err != nil {
 		return Published{}, err
 	}
-	p, err := l.publish(ctx, m, idemKey, nil)
-	p.Stored = m.Data
+	p, err := l.publish(ctx, m, req, nil)
+	if err == nil && p.Stored == nil {
+		p.Stored = m.Data
+	}
 	return p, err
 }
 
 // publish sends m and waits for its ack, retrying with the same message ID
 // while the stream has no responder (leader election) until PublishTimeout.
-func (l *Log) publish(ctx context.Context, m *nats.Msg, idemKey string, expectSubjSeq *uint64) (Published, error) {
+// A duplicate is checked against its original (Request).
+func (l *Log) publish(ctx context.Context, m *nats.Msg, req Request, expectSubjSeq *uint64) (Published, error) {
+	idemKey := req.ID
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.PublishTimeout)
 	defer cancel()
 	// (no expected-stream header: the subjects belong to this stream alone)
@@ -371,8 +535,11 @@ func (l *Log) publish(ctx context.Context, m *nats.Msg, idemKey string, expectSu
 		actx, acancel := context.WithTimeout(ctx, min(2*time.Second, l.cfg.PublishTimeout))
 		ack, err := l.js.PublishMsg(actx, copyMsg(m), opts...)
 		acancel()
+		if err == nil && ack.Duplicate {
+			return l.original(ctx, ack.Sequence, req)
+		}
 		if err == nil {
-			return Published{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+			return Published{Seq: ack.Sequence}, nil
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && !retryableAPIError(apiErr) {
@@ -410,11 +577,12 @@ func copyMsg(m *nats.Msg) *nats.Msg {
 // Item is one entry of a batch.
 type Item struct {
 	Revocation *events.Revocation
-	// IdemKey, when set, makes a retried item be stored once. Without it an
+	// Request.ID, when set, makes a retried item be stored once, and a
+	// duplicate is checked against its original (Request). Without it an
 	// item that is retried (its ack was lost) may be stored twice: the
 	// second copy replaces the first (one subject per key), so the live
 	// state is the same, at the cost of an extra event.
-	IdemKey string
+	Request Request
 }
 
 // ItemResult is the outcome of one batch entry.
@@ -431,14 +599,14 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 	futures := make([]jetstream.PubAckFuture, len(items))
 	now := time.Now()
 	for i, it := range items {
-		m, err := l.revokeMsg(it.Revocation, now)
+		m, err := l.revokeMsg(it.Revocation, now, it.Request)
 		if err != nil {
 			results[i].Err = err
 			continue
 		}
 		var opts []jetstream.PublishOpt
-		if it.IdemKey != "" {
-			opts = append(opts, jetstream.WithMsgID(it.IdemKey))
+		if it.Request.ID != "" {
+			opts = append(opts, jetstream.WithMsgID(it.Request.ID))
 		}
 		results[i].Stored = m.Data
 		futures[i], results[i].Err = l.js.PublishMsgAsync(m, opts...)
@@ -451,7 +619,10 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 		}
 		select {
 		case ack := <-f.Ok():
-			results[i].Seq, results[i].Duplicate = ack.Sequence, ack.Duplicate
+			results[i].Seq = ack.Sequence
+			if ack.Duplicate {
+				results[i].Published, results[i].Err = l.batchOriginal(ctx, ack.Sequence, items[i].Request, results[i].Stored)
+			}
 		case err := <-f.Err():
 			results[i].Err = err
 		case <-ctx.Done():
@@ -466,19 +637,37 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 	// under their message ID (a new one for an item without: retried within
 	// this request, it is stored at most twice, under the same subject).
 	for i, it := range items {
-		if results[i].Err == nil {
+		if results[i].Err == nil || errors.Is(results[i].Err, ErrConflict) {
 			continue
-		}
-		if it.IdemKey == "" {
-			it.IdemKey = NewIdempotencyKey()
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(results[i].Err, &apiErr) && !retryableAPIError(apiErr) {
 			continue
 		}
-		results[i].Published, results[i].Err = l.Publish(ctx, it.Revocation, it.IdemKey)
+		stored := results[i].Stored
+		results[i].Published, results[i].Err = l.PublishRequest(ctx, it.Revocation, it.Request)
+		if errors.Is(results[i].Err, errGone) {
+			results[i].Err = nil // as in batchOriginal
+		}
+		if results[i].Stored == nil {
+			results[i].Stored = stored
+		}
 	}
 	return results
+}
+
+// batchOriginal is original for an item of a batch: an item whose message
+// has since been replaced was stored all the same, at seq, as the first
+// answer said; its answer is given again with the JSON of this attempt.
+func (l *Log) batchOriginal(ctx context.Context, seq uint64, req Request, stored []byte) (Published, error) {
+	p, err := l.original(ctx, seq, req)
+	if errors.Is(err, errGone) {
+		err = nil
+	}
+	if p.Stored == nil {
+		p.Stored = stored
+	}
+	return p, err
 }
 
 // Record is one message of the log.
@@ -607,15 +796,22 @@ func (l *Log) GetSeq(ctx context.Context, seq uint64) (Record, error) {
 // Lift publishes a lift that replaces the live revocation with this key. It
 // lives as long as the revocation would have, so that every subscriber that
 // could still hold the revocation learns of the lift. ErrNotFound when no
-// live revocation has this key.
+// live revocation has this key. idemKey becomes the Nats-Msg-Id; for a
+// client's idempotency key, use LiftRequest.
 func (l *Log) Lift(ctx context.Context, key, actor, reason, idemKey string) (Published, error) {
+	return l.LiftRequest(ctx, key, actor, reason, Request{ID: idemKey})
+}
+
+// LiftRequest is Lift for a client request (see Request): a duplicate is
+// the original lift, or ErrConflict.
+func (l *Log) LiftRequest(ctx context.Context, key, actor, reason string, req Request) (Published, error) {
 	for attempt := 0; ; attempt++ {
 		rec, err := l.Get(ctx, key)
 		if err != nil {
-			if errors.Is(err, ErrNotFound) && idemKey != "" {
+			if errors.Is(err, ErrNotFound) && req.ID != "" {
 				// a retried lift finds its own lift: answer with it
-				if p, ok := l.duplicateLift(ctx, key, idemKey); ok {
-					return p, nil
+				if p, ok, err := l.duplicateLift(ctx, key, req); ok || err != nil {
+					return p, err
 				}
 			}
 			return Published{}, err
@@ -626,7 +822,8 @@ func (l *Log) Lift(ctx context.Context, key, actor, reason, idemKey string) (Pub
 		m.Data = body
 		m.Header.Set(headerType, events.TypeLift)
 		m.Header.Set(headerTTL, messageTTL(rec.Expires, now))
-		p, err := l.publish(ctx, m, idemKey, &rec.Seq)
+		setRequest(m, req)
+		p, err := l.publish(ctx, m, req, &rec.Seq)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence && attempt < 3 {
 			continue // replaced meanwhile: lift what is there now
@@ -635,13 +832,18 @@ func (l *Log) Lift(ctx context.Context, key, actor, reason, idemKey string) (Pub
 	}
 }
 
-// duplicateLift reports the lift a retried request already stored.
-func (l *Log) duplicateLift(ctx context.Context, key, idemKey string) (Published, bool) {
+// duplicateLift reports the lift a retried request already stored: ok when
+// the key's last message is a lift stored under this request's ID, with
+// ErrConflict when another request stored it.
+func (l *Log) duplicateLift(ctx context.Context, key string, req Request) (Published, bool, error) {
 	raw, err := l.currentStream().GetLastMsgForSubject(ctx, l.subject(key))
-	if err != nil || raw.Header.Get(headerType) != events.TypeLift || raw.Header.Get(jetstream.MsgIDHeader) != idemKey {
-		return Published{}, false
+	if err != nil || raw.Header.Get(headerType) != events.TypeLift || raw.Header.Get(jetstream.MsgIDHeader) != req.ID {
+		return Published{}, false, nil
 	}
-	return Published{Seq: raw.Sequence, Duplicate: true}, true
+	if req.Fingerprint != "" && raw.Header.Get(headerRequest) != req.Fingerprint {
+		return Published{}, true, errOtherRequest
+	}
+	return Published{Seq: raw.Sequence, Duplicate: true, Stored: raw.Data}, true, nil
 }
 
 func (l *Log) currentStream() jetstream.Stream {
@@ -849,4 +1051,6 @@ func (l *Log) shutdownServer() {
 		l.ns.Shutdown()
 		l.ns.WaitForShutdown()
 	}
+	// only once the server no longer writes to the file store
+	l.lock.release()
 }

@@ -219,7 +219,7 @@ func TestFollowFromSequenceAndBatch(t *testing.T) {
 	ctx := context.Background()
 	items := make([]Item, 50)
 	for i := range items {
-		items[i] = Item{Revocation: prepare(t, `{"jti":"b`+string(rune('a'+i%26))+string(rune('a'+i/26))+`"}`), IdemKey: NewIdempotencyKey()}
+		items[i] = Item{Revocation: prepare(t, `{"jti":"b`+string(rune('a'+i%26))+string(rune('a'+i/26))+`"}`), Request: Request{ID: NewIdempotencyKey()}}
 	}
 	for i, r := range l.PublishBatch(ctx, items) {
 		if r.Err != nil || r.Seq != uint64(i+1) {

@@ -23,17 +23,33 @@ import (
 // file store under the data directory, no client port (the broadcaster
 // connects in-process), no signal handlers of its own, logging through slog.
 // With a cluster name it also listens for routes and joins its peers.
-func startEmbedded(cfg *Config) (*server.Server, string, error) {
+//
+// The data directory is locked first (lockDataDir) and stays locked until
+// the caller releases the returned lock, after the server has shut down.
+func startEmbedded(cfg *Config) (*server.Server, string, *dirLock, error) {
 	if cfg.DataDir == "" {
-		return nil, "", errors.New("embedded NATS needs a data directory")
+		return nil, "", nil, errors.New("embedded NATS needs a data directory")
 	}
 	storeDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
-		return nil, "", fmt.Errorf("create data directory: %w", err)
+		return nil, "", nil, fmt.Errorf("create data directory: %w", err)
 	}
+	lock, err := lockDataDir(storeDir, cfg.DataDir)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ns, token, err := runEmbedded(cfg, storeDir)
+	if err != nil {
+		lock.release()
+		return nil, "", nil, err
+	}
+	return ns, token, lock, nil
+}
+
+func runEmbedded(cfg *Config, storeDir string) (*server.Server, string, error) {
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
 		JetStream:  true,
