@@ -80,20 +80,20 @@ type Denylist struct {
 
 	// mu guards everything below. Check takes it for reading only; nothing
 	// holds it across I/O (there is none in this package).
-	mu     sync.RWMutex
-	lru    *simplelru.LRU[string, *entry] // exact tier by key, in order of application
-	slab   []*entry                       // exact tier by slab index (exact slots point here)
-	free   []uint32                       // unused slab indexes
-	fps    table[fpSlot]                  // every jti/sub/kid revocation, exact or spilled
-	lifts  table[liftSlot]                // spilled revocations by key fingerprint
-	tags   [tagKinds]int                  // slots in fps per kind and iss-or-not
+	mu    sync.RWMutex
+	lru   *simplelru.LRU[string, *entry] // exact tier by key, in order of application
+	slab  []*entry                       // exact tier by slab index (exact slots point here)
+	free  []uint32                       // unused slab indexes
+	fps   table[fpSlot]                  // every jti/sub/kid revocation, exact or spilled
+	lifts table[liftSlot]                // spilled revocations by key fingerprint
+	tags  [tagKinds]int                  // slots in fps per kind and iss-or-not
 	// kidHint counts the kid fingerprints in fps by their top bits. A
 	// token's key has up to three names (header kid, JWKS kid, thumbprint)
 	// and there are few kid revocations: this small table, which stays in
 	// the CPU caches, spares most names the lookup in the large index.
 	kidHint *[kidHintSize]uint32
-	rules  []*entry                       // claim rules
-	ruleAt map[string]int                 // key → index in rules
+	rules   []*entry       // claim rules
+	ruleAt  map[string]int // key → index in rules
 	// rulesCut: a token with an iat at or after it matches no claim rule,
 	// all of which then need the iat (see setRulesCut).
 	rulesCut int64
