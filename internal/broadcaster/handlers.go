@@ -221,8 +221,10 @@ func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error
 }
 
 func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, idem string, start time.Time) {
-	if rev.Expired(time.Now(), 0) {
-		s.log.Info("revocation already expired, not published", "key", rev.Key, "actor", rev.Actor)
+	// Stored until expires_at + G: agents accept a token up to their
+	// leeway (below G) past its exp, and enforce revocations as long.
+	if rev.Expired(time.Now(), s.cfg.ExpiryGrace) {
+		s.log.Info("revocation expired more than the expiry grace ago, not published", "key", rev.Key, "actor", rev.Actor)
 		stored, _ := events.MarshalStored(rev)
 		writeRawJSON(w, http.StatusOK, appendResult(nil, stored, "", 0, "expired", ""))
 		return
@@ -273,7 +275,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 	index := make([]int, 0, len(revs))
 	now := time.Now()
 	for i := range revs {
-		if revs[i].Expired(now, 0) {
+		if revs[i].Expired(now, s.cfg.ExpiryGrace) {
 			continue
 		}
 		// Without an Idempotency-Key the items get no message ID: a retry

@@ -33,7 +33,8 @@ const maxRevokeForm = 64 << 10
 // caller must be a revoker.
 //
 // As RFC 7009 §2.2 says, the answer is 200 also for a token that is
-// invalid, unknown or already expired: nothing is revoked then.
+// invalid, unknown or expired for longer than the expiry grace: nothing is
+// revoked then.
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	caller, hasCaller := s.callerForRevoke(r)
@@ -89,8 +90,10 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		caller = auth.Principal{Name: "token:" + facts.Sub, Kind: "token"}
 	}
 	now := time.Now()
-	if exp.IsZero() || !exp.After(now) {
-		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "token expired or without exp",
+	// A token up to G past its exp is still accepted by agents whose
+	// leeway covers it (their leeway is below G): revoke it too.
+	if exp.IsZero() || !exp.Add(s.cfg.ExpiryGrace).After(now) {
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "token expired more than the expiry grace ago, or without exp",
 			"actor", caller.Name, "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusOK)
 		return

@@ -82,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 		policy: events.Policy{
 			MaxTokenLifetime: cfg.MaxTokenLifetime,
-			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge),
+			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge, cfg.ExpiryGrace),
 		},
 	}
 	if cfg.Auth.VerifiesJWTs() {
@@ -102,13 +102,13 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func maxExpiry(maxAge time.Duration) time.Duration {
+func maxExpiry(maxAge, grace time.Duration) time.Duration {
 	if maxAge <= 0 {
 		maxAge = natslog.DefaultMaxAge
 	}
-	// a revocation must leave by TTL before the stream's safety net
-	// would cut it
-	return maxAge - time.Hour
+	// a revocation must leave by TTL (expires_at + G) before the stream's
+	// safety net would cut it
+	return maxAge - time.Hour - grace
 }
 
 // Start binds the listener and starts serving at once, then opens the log in
@@ -195,7 +195,7 @@ func (s *Server) open() {
 		}
 		return
 	}
-	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag))
+	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag), hub.WithExpiryGrace(s.cfg.ExpiryGrace))
 	s.hub = h
 	router := s.routes()
 	s.router.Store(&router)

@@ -228,7 +228,13 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 		}
 		if !synced {
 			synced = true
-			data, _ := json.Marshal(events.Synced{Head: events.EventID{Epoch: s.hub.Epoch(), Seq: sub.Cursor()}.String()})
+			data, _ := json.Marshal(events.Synced{
+				Head: events.EventID{Epoch: s.hub.Epoch(), Seq: sub.Cursor()}.String(),
+				// whole seconds, rounded down: an agent that reads them
+				// is never laxer than this broadcaster assumes
+				MaxTokenLifetime: int64(s.cfg.MaxTokenLifetime / time.Second),
+				ExpiryGrace:      int64(s.cfg.ExpiryGrace / time.Second),
+			})
 			if err := st.Send(sse.Event{Type: events.TypeSynced, Data: data}); err != nil {
 				return err
 			}

@@ -82,9 +82,14 @@ type Config struct {
 	ClusterSecret string
 	Replicas      int // stream replicas; default 1
 
-	StreamName      string
-	SubjectPrefix   string
-	MaxAge          time.Duration // safety net on the stream
+	StreamName    string
+	SubjectPrefix string
+	MaxAge        time.Duration // safety net on the stream
+	// ExpiryGrace is G: a revocation stays in the stream until its
+	// expires_at + G, so that a subscriber that starts after expires_at
+	// still receives what agents keep enforcing for their leeway. Zero
+	// means events.DefaultExpiryGrace.
+	ExpiryGrace     time.Duration
 	DuplicateWindow time.Duration
 	// PublishTimeout bounds how long a write waits for its JetStream ack
 	// (including retries while the stream has no leader).
@@ -102,6 +107,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = DefaultMaxAge
+	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = events.DefaultExpiryGrace
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
@@ -307,7 +315,7 @@ type Published struct {
 	Stored []byte
 }
 
-// messageTTL is how long a message must stay in the stream: until expires at,
+// messageTTL is how long a message must stay in the stream: until expires,
 // or forever ("never" also survives the stream's MaxAge).
 func messageTTL(expires time.Time, now time.Time) string {
 	if expires.IsZero() {
@@ -325,8 +333,17 @@ func (l *Log) revokeMsg(rev *events.Revocation, now time.Time) (*nats.Msg, error
 	m := nats.NewMsg(l.subject(rev.Key))
 	m.Data = data
 	m.Header.Set(headerType, events.TypeRevoke)
-	m.Header.Set(headerTTL, messageTTL(rev.ExpiresAt.Time, now))
+	m.Header.Set(headerTTL, messageTTL(l.leavesAt(rev), now))
 	return m, nil
+}
+
+// leavesAt is when a revocation may leave the stream: expires_at + G (zero:
+// never). A lift inherits it (Lift).
+func (l *Log) leavesAt(rev *events.Revocation) time.Time {
+	if rev.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return rev.ExpiresAt.Add(l.cfg.ExpiryGrace)
 }
 
 // NewIdempotencyKey returns a random message ID for writes whose client sent
