@@ -1,6 +1,8 @@
 package broadcaster
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,6 +119,22 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	// Whoever posts it, a revocation by token only adds: under a key of
+	// its own it replaces no other revocation (an operator's logout of
+	// the same subject, or another token's cut), so it never narrows or
+	// shortens one. Replacing and lifting are an operator's, through
+	// /v1/revocations.
+	rev.Key = rev.TokenKey()
+	// A token already revoked for the rest of its life changes nothing.
+	// This node first catches up, so that a revocation lifted elsewhere
+	// does not count; a match missed here only costs a redundant write.
+	s.catchUp(r.Context())
+	if by, ok := s.revokedUntil(&facts, exp); ok {
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "already revoked", "by", by,
+			"actor", caller.Name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	p, err := s.store.Publish(r.Context(), &rev, natslog.NewIdempotencyKey())
 	if err != nil {
 		// RFC 7009 §2.2.1 allows 503 with Retry-After
@@ -128,6 +146,37 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		"seq", p.Seq, "remote", r.RemoteAddr, "via", "rfc7009")
 	s.waitApplied(r.Context(), p.Seq)
 	w.WriteHeader(http.StatusOK)
+}
+
+// revokedUntil looks for a live revocation that matches the token (with
+// the agents' matching code) and lasts at least until exp, and returns its
+// key. Only candidates are decoded: a revocation naming another jti or sub
+// cannot match.
+func (s *Server) revokedUntil(t *events.Token, exp time.Time) (string, bool) {
+	var needles [][]byte
+	for _, f := range []struct{ name, value string }{{"jti", t.JTI}, {"sub", t.Sub}} {
+		enc, _ := json.Marshal(f.value)
+		needles = append(needles, []byte(`"`+f.name+`":"`), append([]byte(`"`+f.name+`":`), enc...))
+	}
+	key := ""
+	s.hub.Revocations(0, func(_ uint64, data []byte) bool {
+		for i := 0; i < len(needles); i += 2 {
+			// names the field, with another value
+			if bytes.Contains(data, needles[i]) && !bytes.Contains(data, needles[i+1]) {
+				return true
+			}
+		}
+		var r events.Revocation
+		if json.Unmarshal(data, &r) != nil {
+			return true
+		}
+		if r.Matches(t) && (r.ExpiresAt.IsZero() || !r.ExpiresAt.Before(exp)) {
+			key = r.Key
+			return false
+		}
+		return true
+	})
+	return key, key != ""
 }
 
 // callerForRevoke returns the authenticated revoker calling, if any.
