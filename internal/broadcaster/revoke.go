@@ -128,7 +128,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	// A token already revoked for the rest of its life changes nothing.
 	// This node first catches up, so that a revocation lifted elsewhere
 	// does not count; a match missed here only costs a redundant write.
-	s.catchUp(r.Context())
+	s.catchUpForRead(r.Context())
 	if by, ok := s.revokedUntil(&facts, exp); ok {
 		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "already revoked", "by", by,
 			"actor", caller.Name, "remote", r.RemoteAddr)
