@@ -192,7 +192,8 @@ var errSlow = errors.New("subscriber dropped by the hub")
 var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, replayFlushBytes+4096); return &b }}
 
 // pump sends the subscriber everything after its cursor, then synced, then
-// each new event as it is applied, with a heartbeat when idle. History and
+// each new event as it is applied, with a heartbeat when idle and this
+// node is current (checkCurrent). History and
 // live events come through the same cursor, so none is lost or sent twice.
 func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription) error {
 	// The goroutine blocks on the subscription's wake channel alone; the
@@ -255,6 +256,13 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 		if heartbeatDue.Swap(false) {
 			if idle := time.Since(lastWrite); idle < s.cfg.Heartbeat {
 				heartbeat.Reset(s.cfg.Heartbeat - idle)
+				continue
+			}
+			if !s.current() {
+				// a ping promises that this node is current: stay
+				// silent, so that the subscriber turns stale and moves
+				// to another node, until it is again
+				heartbeat.Reset(s.cfg.Heartbeat)
 				continue
 			}
 			if err := st.Comment("ping"); err != nil {
