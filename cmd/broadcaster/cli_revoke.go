@@ -308,7 +308,7 @@ func printStored(w io.Writer, r *events.Revocation, status string, now time.Time
 	case "duplicate":
 		status = "duplicate (an earlier request with this Idempotency-Key stored it)"
 	case "expired":
-		status = "expired (already past expires_at: not published)"
+		status = "expired (past expires_at + the expiry grace: not published)"
 	}
 	fmt.Fprintf(tw, "status\t%s\n", printable(status))
 	fmt.Fprintf(tw, "key\t%s\n", printable(r.Key))

@@ -217,7 +217,8 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&cfg.Addr, "addr", broadcaster.DefaultAddr, "HTTP listen address")
 	fs.String(&cfg.DataDir, "data", broadcaster.DefaultDataDir, "data directory of the embedded NATS server")
 	fs.Duration(&cfg.MaxTokenLifetime, "max-token-lifetime", events.DefaultMaxTokenLifetime, "longest lifetime of the tokens being revoked: the default expiry of a revocation")
-	fs.Duration(&cfg.Heartbeat, "heartbeat", broadcaster.DefaultHeartbeat, "interval of ': ping' comments on idle streams")
+	fs.Duration(&cfg.ExpiryGrace, "expiry-grace", events.DefaultExpiryGrace, "how long past expires_at a revocation stays in the log and the full state (agents' leeway must stay below it)")
+	fs.Duration(&cfg.Heartbeat, "heartbeat", broadcaster.DefaultHeartbeat, "interval of ': ping' comments on idle streams, sent only while this node is caught up with the stream leader (checked once per interval)")
 	fs.Duration(&cfg.Retry, "sse-retry", broadcaster.DefaultRetry, "reconnection delay advertised to SSE clients (retry:)")
 	fs.List(&cfg.CORSOrigins, "cors-origins", nil, "origins allowed to read /v1/events from a browser (or *)")
 

@@ -29,6 +29,9 @@ const (
 	DefaultResumeWait         = 5 * time.Second
 	DefaultReadHeaderTimout   = 10 * time.Second
 	DefaultIdleTimeout        = 2 * time.Minute
+	// MaxExpiryGrace bounds --expiry-grace: revocations must leave the
+	// stream by their TTL well before its MaxAge safety net.
+	MaxExpiryGrace = 24 * time.Hour
 )
 
 // Config is everything the broadcaster needs; the zero value of a field means
@@ -44,7 +47,12 @@ type Config struct {
 	NATS    natslog.Config
 
 	MaxTokenLifetime time.Duration
-	Heartbeat        time.Duration
+	// ExpiryGrace is G: how long past its expires_at a revocation stays in
+	// the log and in the full state new subscribers receive (agents accept
+	// tokens up to their leeway past exp, and their leeway must stay below
+	// G). Listings hide a revocation from its expires_at.
+	ExpiryGrace time.Duration
+	Heartbeat   time.Duration
 	// Retry is the reconnection delay advertised to SSE clients.
 	Retry        time.Duration
 	CORSOrigins  []string
@@ -104,6 +112,9 @@ func (c *Config) setDefaults() {
 	if c.MaxTokenLifetime <= 0 {
 		c.MaxTokenLifetime = events.DefaultMaxTokenLifetime
 	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = events.DefaultExpiryGrace
+	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = DefaultHeartbeat
 	}
@@ -149,6 +160,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.NATS.ExpiryGrace = c.ExpiryGrace
 	if c.NATS.DataDir == "" {
 		c.NATS.DataDir = c.DataDir
 	}
@@ -166,6 +178,11 @@ func (c *Config) validate() error {
 	}
 	if c.MaxTokenLifetime < time.Second {
 		errs = append(errs, errors.New("max-token-lifetime must be at least 1s"))
+	}
+	// whole seconds: synced tells agents G in seconds, and a G of less
+	// than a second would read as "not said"
+	if c.ExpiryGrace < time.Second || c.ExpiryGrace > MaxExpiryGrace {
+		errs = append(errs, fmt.Errorf("expiry-grace must be from 1s to %v", MaxExpiryGrace))
 	}
 	if c.Heartbeat < 100*time.Millisecond {
 		errs = append(errs, errors.New("heartbeat must be at least 100ms"))

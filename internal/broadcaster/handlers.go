@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -23,7 +24,7 @@ import (
 const applyWait = 2 * time.Second
 
 // catchUpWait bounds how long a read waits for this node to catch up with
-// the stream (catchUp).
+// the stream (catchUpForRead).
 const catchUpWait = 3 * time.Second
 
 // maxIdempotencyKey bounds the Idempotency-Key header.
@@ -286,8 +287,10 @@ func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error
 }
 
 func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, req natslog.Request, start time.Time) {
-	if rev.Expired(time.Now(), 0) {
-		s.log.Info("revocation already expired, not published", "key", rev.Key, "actor", rev.Actor)
+	// Stored until expires_at + G: agents accept a token up to their
+	// leeway (below G) past its exp, and enforce revocations as long.
+	if rev.Expired(time.Now(), s.cfg.ExpiryGrace) {
+		s.log.Info("revocation expired more than the expiry grace ago, not published", "key", rev.Key, "actor", rev.Actor)
 		stored, _ := events.MarshalStored(rev)
 		writeRawJSON(w, http.StatusOK, appendResult(nil, stored, "", 0, "expired", ""))
 		return
@@ -338,7 +341,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 	now := time.Now()
 	var pending []int // the items still to publish
 	for i := range revs {
-		if !revs[i].Expired(now, 0) {
+		if !revs[i].Expired(now, s.cfg.ExpiryGrace) {
 			pending = append(pending, i)
 		}
 	}
@@ -455,39 +458,57 @@ func (s *Server) waitApplied(ctx context.Context, seq uint64) {
 	}
 }
 
-// catchUp waits, for at most catchUpWait, until this node's mirror holds
-// everything the stream stored when the request came in, so that a reader
-// sees every write acknowledged before it asked, by any node of a cluster
-// (the node that took a write has it already: see waitApplied). Messages
-// that expired in between are skipped by asking the leader for the next
-// stored one. A consumer that does not move for a second is restarted, as
-// for a write that does not come back (a consumer created while a cluster
-// forms can stall).
-func (s *Server) catchUp(ctx context.Context) {
+// catchUpForRead lets a reader see every write acknowledged before it
+// asked, by any node of a cluster (the node that took a write has it
+// already: see waitApplied): it catches up, waiting at most catchUpWait,
+// and answers anyway when it cannot.
+func (s *Server) catchUpForRead(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
 	defer cancel()
-	st, err := s.store.State(ctx)
-	if err != nil || st.Epoch != s.hub.Epoch() {
-		if err != nil {
-			s.log.Warn("answering a read without knowing whether this node is behind the stream", "err", err)
-		}
-		return
+	if err := s.catchUp(ctx); err != nil {
+		s.log.Warn("answering a read without knowing this node caught up with the stream", "head", s.hub.Head(), "err", err)
 	}
-	target := st.LastSeq
+}
+
+// errBehind means this node's mirror did not catch up with the stream in
+// time.
+var errBehind = errors.New("this node is behind the stream")
+
+// catchUp waits, until ctx ends, for this node's mirror to hold everything
+// the stream held when it was called; nil means it does. The stream leader
+// is asked for the first message after the mirror's head: when there is
+// none (the usual case, one request), the node is current. Otherwise the
+// mirror must reach the stream's last sequence at the time, skipping
+// messages that expired in between by asking the leader for the next
+// stored one. A consumer that does not move for a second is restarted, as
+// for a write that does not come back (a consumer created while a cluster
+// forms can stall). Readers (catchUpForRead) and the heartbeat promise
+// (checkCurrent) both rely on it.
+func (s *Server) catchUp(ctx context.Context) error {
+	if s.store.Epoch() != s.hub.Epoch() {
+		return errors.New("the mirror still serves the stream's previous instance")
+	}
+	var target uint64
 	for first := true; ; first = false {
 		head := s.hub.Head()
 		next, ok, err := s.store.NextAfter(ctx, head)
 		if err != nil {
-			s.log.Warn("answering a read without knowing whether this node is behind the stream", "head", head, "stream_last_seq", st.LastSeq, "err", err)
-			return
+			return err
 		}
-		if first && ok {
-			// the leader answered this; the position may have been read
-			// from a replica that lags it
-			target = max(target, next)
+		if !ok {
+			return nil
 		}
-		if !ok || next > target {
-			return
+		if first {
+			// the leader answered next; the stream's position may be
+			// read from a replica that lags it
+			st, err := s.store.State(ctx)
+			if err != nil {
+				return err
+			}
+			target = max(st.LastSeq, next)
+		}
+		if next > target {
+			return nil
 		}
 		wctx, wcancel := context.WithTimeout(ctx, time.Second)
 		err = s.hub.WaitApplied(wctx, next)
@@ -496,10 +517,9 @@ func (s *Server) catchUp(ctx context.Context) {
 			continue
 		}
 		if ctx.Err() != nil {
-			s.log.Warn("answering a read before this node caught up with the stream", "head", head, "stream_last_seq", st.LastSeq)
-			return
+			return fmt.Errorf("%w: head %d, stream at %d", errBehind, head, target)
 		}
-		s.restartFollow("a read found this node behind the stream") // at most once a second
+		s.restartFollow("this node is behind the stream") // at most once a second
 	}
 }
 
@@ -560,7 +580,7 @@ type listAnswer struct {
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	s.catchUp(r.Context())
+	s.catchUpForRead(r.Context())
 	limit := DefaultListLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -638,7 +658,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "key: must be the 32 hex digits returned when the revocation was created", "key")
 		return
 	}
-	s.catchUp(r.Context())
+	s.catchUpForRead(r.Context())
 	data, ok := s.hub.Get(key)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")

@@ -19,6 +19,7 @@ type metrics struct {
 	replays        prometheus.Counter
 	resets         prometheus.Counter
 	rejected       *prometheus.CounterVec
+	currentChecks  *prometheus.CounterVec
 }
 
 func newMetrics(current func() *hub.Hub) *metrics {
@@ -50,12 +51,16 @@ func newMetrics(current func() *hub.Hub) *metrics {
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "resets_total",
 			Help: "Subscriptions told to reset because their Last-Event-ID could not be honoured.",
 		}),
+		currentChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "revocast", Subsystem: "broadcaster", Name: "leader_checks_total",
+			Help: "Checks (one per heartbeat interval) that this node caught up with the stream leader, by result; heartbeats are sent only while the last one succeeded.",
+		}, []string{"result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "requests_rejected_total",
 			Help: "Requests refused, by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.published, m.publishLatency, m.replays, m.resets, m.rejected,
+	reg.MustRegister(m.published, m.publishLatency, m.replays, m.resets, m.rejected, m.currentChecks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "subscribers",
 			Help: "Connected SSE subscribers.",
@@ -77,6 +82,9 @@ func newMetrics(current func() *hub.Hub) *metrics {
 	)
 	for _, t := range []string{"revoke", "lift"} {
 		m.published.WithLabelValues(t)
+	}
+	for _, r := range []string{"caught_up", "not_caught_up"} {
+		m.currentChecks.WithLabelValues(r)
 	}
 	return m
 }

@@ -1,6 +1,8 @@
 package broadcaster
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -33,7 +35,8 @@ const maxRevokeForm = 64 << 10
 // caller must be a revoker.
 //
 // As RFC 7009 §2.2 says, the answer is 200 also for a token that is
-// invalid, unknown or already expired: nothing is revoked then.
+// invalid, unknown or expired for longer than the expiry grace: nothing is
+// revoked then.
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	caller, hasCaller := s.callerForRevoke(r)
@@ -94,8 +97,10 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		caller = auth.Principal{Name: "token:" + facts.Sub, Kind: "token"}
 	}
 	now := time.Now()
-	if exp.IsZero() || !exp.After(now) {
-		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "token expired or without exp",
+	// A token up to G past its exp is still accepted by agents whose
+	// leeway covers it (their leeway is below G): revoke it too.
+	if exp.IsZero() || !exp.Add(s.cfg.ExpiryGrace).After(now) {
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "token expired more than the expiry grace ago, or without exp",
 			"actor", caller.Name, "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusOK)
 		return
@@ -116,6 +121,22 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.policy.Prepare(&rev, now); err != nil {
 		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", err.Error(), "actor", caller.Name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// Whoever posts it, a revocation by token only adds: under a key of
+	// its own it replaces no other revocation (an operator's logout of
+	// the same subject, or another token's cut), so it never narrows or
+	// shortens one. Replacing and lifting are an operator's, through
+	// /v1/revocations.
+	rev.Key = rev.TokenKey()
+	// A token already revoked for the rest of its life changes nothing.
+	// This node first catches up, so that a revocation lifted elsewhere
+	// does not count; a match missed here only costs a redundant write.
+	s.catchUpForRead(r.Context())
+	if by, ok := s.revokedUntil(&facts, exp); ok {
+		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "already revoked", "by", by,
+			"actor", caller.Name, "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -142,6 +163,37 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		"seq", p.Seq, "remote", r.RemoteAddr, "via", "rfc7009")
 	s.waitApplied(r.Context(), p.Seq)
 	w.WriteHeader(http.StatusOK)
+}
+
+// revokedUntil looks for a live revocation that matches the token (with
+// the agents' matching code) and lasts at least until exp, and returns its
+// key. Only candidates are decoded: a revocation naming another jti or sub
+// cannot match.
+func (s *Server) revokedUntil(t *events.Token, exp time.Time) (string, bool) {
+	var needles [][]byte
+	for _, f := range []struct{ name, value string }{{"jti", t.JTI}, {"sub", t.Sub}} {
+		enc, _ := json.Marshal(f.value)
+		needles = append(needles, []byte(`"`+f.name+`":"`), append([]byte(`"`+f.name+`":`), enc...))
+	}
+	key := ""
+	s.hub.Revocations(0, func(_ uint64, data []byte) bool {
+		for i := 0; i < len(needles); i += 2 {
+			// names the field, with another value
+			if bytes.Contains(data, needles[i]) && !bytes.Contains(data, needles[i+1]) {
+				return true
+			}
+		}
+		var r events.Revocation
+		if json.Unmarshal(data, &r) != nil {
+			return true
+		}
+		if r.Matches(t) && (r.ExpiresAt.IsZero() || !r.ExpiresAt.Before(exp)) {
+			key = r.Key
+			return false
+		}
+		return true
+	})
+	return key, key != ""
 }
 
 // callerForRevoke returns the authenticated revoker calling, if any.

@@ -65,6 +65,14 @@ type Server struct {
 	endBackground context.CancelFunc
 	wg            sync.WaitGroup
 
+	// clock is the base of caughtUpAt: monotonic time since New.
+	clock time.Time
+	// caughtUpAt is when (nanoseconds since clock, plus one) the last
+	// check that found this node caught up with the stream leader began;
+	// 0 after a check that did not. Heartbeats are sent only while it is
+	// recent (current).
+	caughtUpAt atomic.Int64
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -82,13 +90,14 @@ func New(cfg Config) (*Server, error) {
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 		policy: events.Policy{
 			MaxTokenLifetime: cfg.MaxTokenLifetime,
-			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge),
+			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge, cfg.ExpiryGrace),
 		},
 	}
 	if cfg.Auth.VerifiesJWTs() {
 		s.guard = newOperatorGuard()
 	}
 	s.opened, s.ready = make(chan struct{}), make(chan struct{})
+	s.clock = time.Now()
 	s.metrics = newMetrics(func() *hub.Hub {
 		select {
 		case <-s.opened:
@@ -102,13 +111,13 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func maxExpiry(maxAge time.Duration) time.Duration {
+func maxExpiry(maxAge, grace time.Duration) time.Duration {
 	if maxAge <= 0 {
 		maxAge = natslog.DefaultMaxAge
 	}
-	// a revocation must leave by TTL before the stream's safety net
-	// would cut it
-	return maxAge - time.Hour
+	// a revocation must leave by TTL (expires_at + G) before the stream's
+	// safety net would cut it
+	return maxAge - time.Hour - grace
 }
 
 // Start binds the listener and starts serving at once, then opens the log in
@@ -195,14 +204,15 @@ func (s *Server) open() {
 		}
 		return
 	}
-	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag))
+	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag), hub.WithExpiryGrace(s.cfg.ExpiryGrace))
 	s.hub = h
 	router := s.routes()
 	s.router.Store(&router)
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go s.follow()
 	go s.sweep()
 	go s.watch()
+	go s.checkCurrent()
 	go func() {
 		defer s.wg.Done()
 		select {
@@ -353,6 +363,62 @@ func (s *Server) apply(rec natslog.Record) error {
 		s.guard.apply(rec.Seq, rec.Type, rec.Data)
 	}
 	return nil
+}
+
+// checkCurrent keeps the heartbeat promise: once per heartbeat interval it
+// checks that this node has caught up with the stream leader (catchUp,
+// which asks the leader for the first message after the mirror's head),
+// and current reports whether the last check did. One check per node and
+// interval, whatever the number of subscribers. A node cut off from its
+// cluster cannot reach a leader: it stops pinging, and its agents turn
+// stale and move to another node.
+func (s *Server) checkCurrent() {
+	defer s.wg.Done()
+	select {
+	case <-s.hub.Ready():
+	case <-s.background.Done():
+		return
+	}
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	wasCurrent := true
+	for {
+		began := int64(time.Since(s.clock)) + 1
+		ctx, cancel := context.WithTimeout(s.background, s.cfg.Heartbeat)
+		err := s.catchUp(ctx)
+		cancel()
+		if s.background.Err() != nil {
+			return
+		}
+		if err == nil {
+			s.caughtUpAt.Store(began)
+			s.metrics.currentChecks.WithLabelValues("caught_up").Inc()
+		} else {
+			s.caughtUpAt.Store(0)
+			s.metrics.currentChecks.WithLabelValues("not_caught_up").Inc()
+		}
+		switch {
+		case err != nil && wasCurrent:
+			s.log.Warn("not caught up with the stream leader: heartbeats withheld until it is", "head", s.hub.Head(), "err", err)
+		case err == nil && !wasCurrent:
+			s.log.Info("caught up with the stream leader again: heartbeats resume", "head", s.hub.Head())
+		}
+		wasCurrent = err == nil
+		select {
+		case <-s.background.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// current reports whether this node may promise subscribers that its view
+// is current: a check that began at most two heartbeat intervals ago (one
+// interval between checks, and at most one for the check itself) found it
+// caught up, and no later check found otherwise.
+func (s *Server) current() bool {
+	at := s.caughtUpAt.Load()
+	return at != 0 && int64(time.Since(s.clock))+1-at <= int64(2*s.cfg.Heartbeat)
 }
 
 func (s *Server) sweep() {

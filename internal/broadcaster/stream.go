@@ -192,7 +192,8 @@ var errSlow = errors.New("subscriber dropped by the hub")
 var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, replayFlushBytes+4096); return &b }}
 
 // pump sends the subscriber everything after its cursor, then synced, then
-// each new event as it is applied, with a heartbeat when idle. History and
+// each new event as it is applied, with a heartbeat when idle and this
+// node is current (checkCurrent). History and
 // live events come through the same cursor, so none is lost or sent twice.
 func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription) error {
 	// The goroutine blocks on the subscription's wake channel alone; the
@@ -228,7 +229,13 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 		}
 		if !synced {
 			synced = true
-			data, _ := json.Marshal(events.Synced{Head: events.EventID{Epoch: s.hub.Epoch(), Seq: sub.Cursor()}.String()})
+			data, _ := json.Marshal(events.Synced{
+				Head: events.EventID{Epoch: s.hub.Epoch(), Seq: sub.Cursor()}.String(),
+				// whole seconds, rounded down: an agent that reads them
+				// is never laxer than this broadcaster assumes
+				MaxTokenLifetime: int64(s.cfg.MaxTokenLifetime / time.Second),
+				ExpiryGrace:      int64(s.cfg.ExpiryGrace / time.Second),
+			})
 			if err := st.Send(sse.Event{Type: events.TypeSynced, Data: data}); err != nil {
 				return err
 			}
@@ -249,6 +256,13 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 		if heartbeatDue.Swap(false) {
 			if idle := time.Since(lastWrite); idle < s.cfg.Heartbeat {
 				heartbeat.Reset(s.cfg.Heartbeat - idle)
+				continue
+			}
+			if !s.current() {
+				// a ping promises that this node is current: stay
+				// silent, so that the subscriber turns stale and moves
+				// to another node, until it is again
+				heartbeat.Reset(s.cfg.Heartbeat)
 				continue
 			}
 			if err := st.Comment("ping"); err != nil {

@@ -60,6 +60,10 @@ type entry struct {
 // Hub is the mirror and the fan-out.
 type Hub struct {
 	maxLag uint64
+	// grace is how long before it leaves the stream an entry leaves the
+	// listings (Get, Revocations): a revocation stays in the stream, and
+	// in the replay, until its expires_at + grace.
+	grace int64
 
 	mu      sync.RWMutex
 	epoch   uint64
@@ -90,6 +94,17 @@ func WithMaxLag(n uint64) Option {
 	return func(h *Hub) {
 		if n > 0 {
 			h.maxLag = n
+		}
+	}
+}
+
+// WithExpiryGrace says that revocations stay in the stream for g past their
+// expires_at: replays (Next, Replay) keep sending them until they leave the
+// stream, listings (Get, Revocations) hide them from expires_at on.
+func WithExpiryGrace(g time.Duration) Option {
+	return func(h *Hub) {
+		if g > 0 {
+			h.grace = int64(g)
 		}
 	}
 }
@@ -298,17 +313,25 @@ func (h *Hub) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
-// Get returns the JSON of the live revocation with this key.
+// Get returns the JSON of the live revocation with this key, unless its
+// expires_at has passed (see WithExpiryGrace).
 func (h *Hub) Get(key string) ([]byte, bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	e, ok := h.byKey[key]
-	if !ok || e.typ != events.TypeRevoke || (e.expires != 0 && e.expires <= time.Now().UnixNano()) {
+	if !ok || e.typ != events.TypeRevoke || h.hiddenLocked(e, time.Now().UnixNano()) {
 		return nil, false
 	}
 	// Capacity clipped: the bytes are shared with frames being written to
 	// subscribers, so a caller's append must copy rather than write into them.
 	return e.data[:len(e.data):len(e.data)], true
+}
+
+// hiddenLocked reports whether listings no longer show e at now (unix
+// nanoseconds): its revocation's expires_at, grace before it leaves the
+// stream, has passed.
+func (h *Hub) hiddenLocked(e *entry, now int64) bool {
+	return e.expires != 0 && e.expires-h.grace <= now
 }
 
 // Len is the number of live entries (revocations and lifts).
@@ -463,7 +486,8 @@ func (h *Hub) Resume(id events.EventID) (uint64, error) {
 }
 
 // Revocations calls fn for the live revocations with a sequence above after,
-// in sequence order, until fn returns false. data is the revocation's JSON as
+// in sequence order, until fn returns false; revocations past their
+// expires_at are left out (see WithExpiryGrace). data is the revocation's JSON as
 // sent on the stream. It walks the mirror in chunks, releasing the lock in
 // between, so a listing never holds up the fan-out for long.
 func (h *Hub) Revocations(after uint64, fn func(seq uint64, data []byte) bool) {
@@ -485,7 +509,7 @@ func (h *Hub) Revocations(after uint64, fn func(seq uint64, data []byte) bool) {
 				break
 			}
 			after = e.seq
-			if e.dead || e.typ != events.TypeRevoke || (e.expires != 0 && e.expires <= now) {
+			if e.dead || e.typ != events.TypeRevoke || h.hiddenLocked(e, now) {
 				continue
 			}
 			chunk = append(chunk, item{e.seq, e.data[:len(e.data):len(e.data)]})

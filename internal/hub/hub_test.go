@@ -84,6 +84,58 @@ func TestSweepForgetsExpired(t *testing.T) {
 	}
 }
 
+// TestExpiryGraceKeepsReplayHidesListing: an entry leaves the stream at its
+// revocation's expires_at + G. Until then the hub replays it (a new
+// subscriber must still get it) and Sweep keeps it; listings hide it from
+// expires_at on.
+func TestExpiryGraceKeepsReplayHidesListing(t *testing.T) {
+	const grace = time.Minute
+	now := time.Now()
+	tests := []struct {
+		name             string
+		expiresAt        time.Time // the revocation's; zero: never
+		replayed, listed bool
+		kept             bool // by Sweep(now)
+	}{
+		{"live", now.Add(time.Hour), true, true, true},
+		{"never expires", time.Time{}, true, true, true},
+		{"expired within the grace", now.Add(-grace / 2), true, false, true},
+		{"expired beyond the grace", now.Add(-2 * grace), false, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New(1, WithExpiryGrace(grace))
+			ev := revoke(1, "a")
+			if !tc.expiresAt.IsZero() {
+				ev.Expires = tc.expiresAt.Add(grace) // when the log drops it
+			}
+			if err := h.Apply(ev); err != nil {
+				t.Fatal(err)
+			}
+			if frames, _ := h.Replay(nil, 0, 10); (len(frames) == 1) != tc.replayed {
+				t.Errorf("replayed: %v, want %v", len(frames) == 1, tc.replayed)
+			}
+			sub := h.Subscribe(0)
+			defer sub.Close()
+			if frames, _ := sub.Next(nil, 10); (len(frames) == 1) != tc.replayed {
+				t.Errorf("sent to a new subscriber: %v, want %v", len(frames) == 1, tc.replayed)
+			}
+			if _, ok := h.Get("a"); ok != tc.listed {
+				t.Errorf("Get: %v, want %v", ok, tc.listed)
+			}
+			listed := false
+			h.Revocations(0, func(uint64, []byte) bool { listed = true; return true })
+			if listed != tc.listed {
+				t.Errorf("listed: %v, want %v", listed, tc.listed)
+			}
+			h.Sweep(time.Now())
+			if (h.Len() == 1) != tc.kept {
+				t.Errorf("kept by Sweep: %v, want %v", h.Len() == 1, tc.kept)
+			}
+		})
+	}
+}
+
 // TestCursorUnderLoad checks the invariant the SSE handler relies on: a
 // subscription's Next gives every event exactly once and in order, history
 // first, while events keep being applied concurrently.

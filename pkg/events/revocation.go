@@ -229,7 +229,18 @@ func normalizeClaimValue(v any) (any, error) {
 // second logout of a user replaces the first), ban is (a logout must not
 // replace a ban). The key is 32 lowercase hex digits, safe in a NATS subject
 // and a URL path.
-func (r *Revocation) ComputeKey() string {
+func (r *Revocation) ComputeKey() string { return r.key("revocast-key-v1", false) }
+
+// TokenKey is the key of a revocation posted with the token it revokes
+// (RFC 7009), which needs no operator credential. It is derived in another
+// domain than ComputeKey, from the matchers and also issued_before and
+// expires_at, so it never equals an operator's key, nor the key of another
+// token's revocation that differs in anything: storing it replaces nothing
+// but an identical revocation, so it can never narrow or shorten one.
+// Agents treat keys as opaque; only an operator lifts it, by this key.
+func (r *Revocation) TokenKey() string { return r.key("revocast-token-key-v1", true) }
+
+func (r *Revocation) key(domain string, withTimes bool) string {
 	h := sha256.New()
 	var buf [8]byte
 	field := func(name string, value string) {
@@ -238,7 +249,7 @@ func (r *Revocation) ComputeKey() string {
 		h.Write(buf[:])
 		h.Write([]byte(value))
 	}
-	field("revocast-key-v1", "")
+	field(domain, "")
 	field("jti", r.JTI)
 	field("sub", r.Sub)
 	field("iss", r.Iss)
@@ -251,8 +262,19 @@ func (r *Revocation) ComputeKey() string {
 	if r.Ban {
 		field("ban", "true")
 	}
+	if withTimes {
+		field("issued_before", timeField(r.IssuedBefore))
+		field("expires_at", timeField(r.ExpiresAt))
+	}
 	sum := h.Sum(nil)
 	return hex.EncodeToString(sum[:16])
+}
+
+func timeField(t Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // ValidKey reports whether s has the form of a key returned by ComputeKey.

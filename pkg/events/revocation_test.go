@@ -229,6 +229,34 @@ func TestKeyIsDeterministicAndDistinguishesMatchers(t *testing.T) {
 	}
 }
 
+// TestTokenKey: a revocation posted with its token gets a key of its own:
+// never an operator's key for the same matchers, and another key whenever
+// issued_before or expires_at differ, so that it replaces only itself.
+func TestTokenKey(t *testing.T) {
+	tests := []struct {
+		name     string
+		a, b     string
+		sameKeys bool // a.TokenKey() == b.TokenKey()
+	}{
+		{"identical", `{"sub":"a","issued_before":1800000000,"expires_at":1800003600}`, `{"sub":"a","issued_before":1800000000,"expires_at":1800003600,"reason":"x"}`, true},
+		{"another cut", `{"sub":"a","issued_before":1800000000,"expires_at":1800003600}`, `{"sub":"a","issued_before":1800000001,"expires_at":1800003600}`, false},
+		{"another expiry", `{"jti":"a","expires_at":1800003600}`, `{"jti":"a","expires_at":1800003601}`, false},
+		{"another matcher", `{"jti":"a","expires_at":1800003600}`, `{"jti":"b","expires_at":1800003600}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := prepared(t, tc.a), prepared(t, tc.b)
+			ka, kb := a.TokenKey(), b.TokenKey()
+			if !ValidKey(ka) || (ka == kb) != tc.sameKeys {
+				t.Errorf("token keys %s and %s: same %v, want %v", ka, kb, ka == kb, tc.sameKeys)
+			}
+			if ka == a.ComputeKey() || ka == b.ComputeKey() {
+				t.Errorf("token key %s equals an operator's key", ka)
+			}
+		})
+	}
+}
+
 func TestRevocationJSONRoundTrip(t *testing.T) {
 	r := prepared(t, `{"sub":"alice","iss":"https://idp","claims":{"tenant":"acme","n":2,"b":false},"reason":"laptop stolen"}`)
 	r.Seq, r.ID, r.Actor = 7, "1-7", "ops"

@@ -95,9 +95,14 @@ type Config struct {
 	ClusterSecret string
 	Replicas      int // stream replicas; default 1
 
-	StreamName      string
-	SubjectPrefix   string
-	MaxAge          time.Duration // safety net on the stream
+	StreamName    string
+	SubjectPrefix string
+	MaxAge        time.Duration // safety net on the stream
+	// ExpiryGrace is G: a revocation stays in the stream until its
+	// expires_at + G, so that a subscriber that starts after expires_at
+	// still receives what agents keep enforcing for their leeway. Zero
+	// means events.DefaultExpiryGrace.
+	ExpiryGrace     time.Duration
 	DuplicateWindow time.Duration
 	// PublishTimeout bounds how long a write waits for its JetStream ack
 	// (including retries while the stream has no leader).
@@ -115,6 +120,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = DefaultMaxAge
+	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = events.DefaultExpiryGrace
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
@@ -406,7 +414,7 @@ func (l *Log) revokeMsg(rev *events.Revocation, now time.Time, req Request) (*na
 	m := nats.NewMsg(l.subject(rev.Key))
 	m.Data = data
 	m.Header.Set(headerType, events.TypeRevoke)
-	m.Header.Set(headerTTL, messageTTL(rev.ExpiresAt.Time, now))
+	m.Header.Set(headerTTL, messageTTL(l.leavesAt(rev), now))
 	setRequest(m, req)
 	return m, nil
 }
@@ -477,6 +485,15 @@ func (l *Log) leaderGet(ctx context.Context, seq uint64) (*nats.Msg, error) {
 		}
 	}
 	return m, nil
+}
+
+// leavesAt is when a revocation may leave the stream: expires_at + G (zero:
+// never). A lift inherits it (Lift).
+func (l *Log) leavesAt(rev *events.Revocation) time.Time {
+	if rev.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return rev.ExpiresAt.Add(l.cfg.ExpiryGrace)
 }
 
 // NewIdempotencyKey returns a random message ID for writes whose client sent

@@ -135,8 +135,9 @@ func TestPublishFollowLift(t *testing.T) {
 	if last.Type != events.TypeLift || last.Key != rev.Key || last.Seq != 2 {
 		t.Fatalf("last record %+v", last)
 	}
-	// the lift lives as long as the revocation would have
-	if d := last.Expires.Sub(rev.ExpiresAt.Time); d < -2*time.Second || d > 2*time.Second {
+	// the lift lives as long as the revocation would have: until its
+	// expires_at + G
+	if d := last.Expires.Sub(rev.ExpiresAt.Add(events.DefaultExpiryGrace)); d < -2*time.Second || d > 2*time.Second {
 		t.Fatalf("lift expires %v, revocation %v", last.Expires, rev.ExpiresAt)
 	}
 
@@ -165,24 +166,42 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestTTLRemovesExpiredRevocations: a revocation stays in the stream until
+// its expires_at + the expiry grace, then its TTL removes it.
 func TestTTLRemovesExpiredRevocations(t *testing.T) {
-	l := openLog(t, t.TempDir())
-	ctx := context.Background()
+	const grace = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := Open(ctx, Config{DataDir: t.TempDir(), ExpiryGrace: grace})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
 	rev := prepare(t, `{"jti":"short"}`)
 	rev.ExpiresAt = events.Time{Time: time.Now().Add(1 * time.Second)}
 	if _, err := l.Publish(ctx, rev, ""); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	rec, err := l.Get(ctx, rev.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rev.ExpiresAt.Add(grace); rec.Expires.Before(want) {
+		t.Fatalf("the message leaves at %v, before expires_at + G = %v", rec.Expires, want)
+	}
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		st, err := l.State(ctx)
 		if err == nil && st.Msgs == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("message still stored 10s after a 1s TTL: %+v", st)
+			t.Fatalf("message still stored 20s after a 1s expiry and %v grace: %+v", grace, st)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+	if !time.Now().After(rev.ExpiresAt.Add(grace)) {
+		t.Fatal("the message left before expires_at + G")
 	}
 	if _, err := l.Get(ctx, rev.Key); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of expired: %v", err)
