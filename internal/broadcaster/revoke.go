@@ -133,8 +133,11 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	// A token already revoked for the rest of its life changes nothing.
 	// This node first catches up, so that a revocation lifted elsewhere
 	// does not count; a match missed here only costs a redundant write.
+	// With an Idempotency-Key the write goes on, so that a key reused for
+	// another request is refused (409) whatever the token; a redundant
+	// revocation under the token's own key only adds.
 	s.catchUpForRead(r.Context())
-	if by, ok := s.revokedUntil(&facts, exp); ok {
+	if by, ok := s.revokedUntil(&facts, exp); ok && idem == "" {
 		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "already revoked", "by", by,
 			"actor", caller.Name, "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusOK)
