@@ -1128,7 +1128,14 @@ func (m *propModel) alive(r *propRev) bool {
 			exp = ib.Add(m.c.lifetime)
 		}
 	}
-	return exp.IsZero() || exp.After(m.c.now)
+	// The agent keeps a revocation past expires_at for the leeway plus a
+	// minute, at most the expiry grace when the leeway allows (it still
+	// denies then: over-denial, never a bypass).
+	keep := m.c.leeway + time.Minute
+	if m.c.leeway < events.DefaultExpiryGrace {
+		keep = min(keep, events.DefaultExpiryGrace)
+	}
+	return exp.IsZero() || exp.Add(keep).After(m.c.now)
 }
 
 // issuedBefore applies the server's default: now, for a logout of a sub or
