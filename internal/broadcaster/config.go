@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
@@ -68,7 +69,10 @@ type Config struct {
 
 	// Access. Auth nil or without credentials: everyone may do everything,
 	// and the server only listens on loopback unless Insecure.
-	Auth         *auth.Authenticator
+	Auth *auth.Authenticator
+	// Insecure allows what is refused by default: listening beyond
+	// loopback without credentials, and cluster routes beyond loopback
+	// without a secret or mutual TLS. Each is logged as a warning.
 	Insecure     bool
 	PublicEvents bool // /v1/events needs no credential even with Auth
 	// RateLimit is requests per second per credential on the revocation
@@ -176,6 +180,10 @@ func (c *Config) validate() error {
 	if c.RateLimit < 0 {
 		errs = append(errs, errors.New("rate-limit must not be negative"))
 	}
+	n := c.NATS
+	if tlsSet := []bool{n.ClusterTLSCertFile != "", n.ClusterTLSKeyFile != "", n.ClusterTLSCAFile != ""}; slices.Contains(tlsSet, true) && slices.Contains(tlsSet, false) {
+		errs = append(errs, errors.New("cluster-tls-cert, cluster-tls-key and cluster-tls-ca go together"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -183,13 +191,48 @@ func (c *Config) validate() error {
 // no credentials configured.
 var ErrInsecure = errors.New("refusing to listen beyond loopback without credentials")
 
-// checkExposure enforces "secure by default" on the address actually bound.
+// checkExposure enforces "secure by default" on the address actually bound
+// and on the cluster routes' address.
 func (c *Config) checkExposure(addr string) error {
-	if c.Auth.Enabled() || isLoopback(addr) || c.Insecure {
+	if c.Insecure {
 		return nil
 	}
-	return fmt.Errorf("%w: %s is reachable from other machines and anyone there could revoke any token "+
-		"and read who was banned. Configure credentials (--api-keys FILE, or operator JWTs with --auth-jwks "+
-		"or --auth-public-key), listen on 127.0.0.1, or pass --insecure if something in front of the "+
-		"broadcaster already authenticates", ErrInsecure, addr)
+	if !c.Auth.Enabled() && !isLoopback(addr) {
+		return fmt.Errorf("%w: %s is reachable from other machines and anyone there could revoke any token "+
+			"and read who was banned. Configure credentials (--api-keys FILE, or operator JWTs with --auth-jwks "+
+			"or --auth-public-key), listen on 127.0.0.1, or pass --insecure if something in front of the "+
+			"broadcaster already authenticates", ErrInsecure, addr)
+	}
+	if c.openRoutes() {
+		return fmt.Errorf("%w: the cluster routes on %s are reachable from other machines and accept any NATS server: "+
+			"one that joins can write and lift revocations straight into the stream, past the API's credentials "+
+			"and audit log. Give every node the same --cluster-secret-file (16+ characters), or mutual TLS with "+
+			"--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca, listen for routes on 127.0.0.1, or pass "+
+			"--insecure if the network itself keeps every other server away from the route port",
+			ErrInsecure, c.NATS.ClusterAddr)
+	}
+	return nil
+}
+
+// openRoutes reports whether embedded cluster routes listen beyond loopback
+// without a secret or mutual TLS.
+func (c *Config) openRoutes() bool {
+	n := c.NATS
+	return len(n.URLs) == 0 && n.ClusterName != "" && !isLoopback(n.ClusterAddr) &&
+		n.ClusterSecret == "" && n.ClusterTLSCertFile == ""
+}
+
+// insecureWarnings lists what --insecure allowed that would otherwise have
+// been refused, for the log.
+func (c *Config) insecureWarnings(addr string) []string {
+	if !c.Insecure {
+		return nil
+	}
+	var w []string
+	if c.openRoutes() {
+		w = append(w, "INSECURE: the cluster routes on "+c.NATS.ClusterAddr+" accept any NATS server (no --cluster-secret-file, "+
+			"no --cluster-tls-*; --insecure): whoever reaches that port can join the cluster and write or lift revocations "+
+			"past the API's credentials and audit log")
+	}
+	return w
 }
