@@ -1743,7 +1743,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("docker-compose.yml service %s: port %q is published beyond the host's loopback", name, p)
 			}
 			if strings.HasSuffix(p, ":6222") {
-				t.Errorf("docker-compose.yml service %s: the route port is published: NATS routes are not authenticated", name)
+				t.Errorf("docker-compose.yml service %s: the route port is published: keep it on the compose network", name)
 			}
 		}
 		if ourImage(svc.Image) {
@@ -2524,12 +2524,12 @@ func TestKustomizeBuild(t *testing.T) {
 		}
 		kinds[o.Kind]++
 	}
-	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 3, "Secret": 2, "ConfigMap": 2, "PodDisruptionBudget": 1} {
+	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 3, "Secret": 3, "ConfigMap": 2, "PodDisruptionBudget": 1} {
 		if kinds[kind] != n {
 			t.Errorf("kubectl kustomize: %d %s, want %d", kinds[kind], kind, n)
 		}
 	}
-	for _, name := range []string{"revocast-api-keys", "revocast-agent-token", "revocast-issuer"} {
+	for _, name := range []string{"revocast-api-keys", "revocast-cluster-secret", "revocast-agent-token", "revocast-issuer"} {
 		if !regexp.MustCompile(`(?m)(secretName|name): ` + name + `-[a-z0-9]{10}$`).Match(out) {
 			t.Errorf("kubectl kustomize: nothing refers to the generated %s", name)
 		}
