@@ -188,6 +188,9 @@ func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadca
 			return cfg, fmt.Errorf("cluster-secret-file %s: at least 16 characters are required", sf.clusterSecretFile)
 		}
 	}
+	if cfg.DemoCredentials, err = sf.demoCredentials(); err != nil {
+		return cfg, err
+	}
 	if cfg.TokenVerifier, err = sf.tokenVerifier(ctx, logger); err != nil {
 		return cfg, err
 	}
@@ -229,7 +232,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.List(&sf.auth.audiences, "auth-audience", nil, "required aud of operator JWTs")
 	fs.List(&sf.auth.algs, "auth-algs", nil, "algorithms accepted for operator JWTs (default: those of the configured keys)")
 	fs.String(&sf.roleClaim, "auth-role-claim", "revocast_role", "claim of operator JWTs holding their role (reader or revoker; a string or a list)")
-	fs.Bool(&cfg.Insecure, "insecure", false, "allow beyond loopback: listening without credentials, cluster routes without a secret or TLS (each logged as a warning)")
+	fs.Bool(&cfg.Insecure, "insecure", false, "allow beyond loopback: listening without credentials, cluster routes without a secret or TLS, demo credentials (each logged as a warning)")
 	fs.Bool(&cfg.PublicEvents, "public-events", false, "let anyone follow /v1/events even with credentials configured")
 	fs.String(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS and HTTP/2")
 	fs.String(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")

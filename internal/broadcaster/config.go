@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
@@ -71,10 +72,16 @@ type Config struct {
 	// and the server only listens on loopback unless Insecure.
 	Auth *auth.Authenticator
 	// Insecure allows what is refused by default: listening beyond
-	// loopback without credentials, and cluster routes beyond loopback
-	// without a secret or mutual TLS. Each is logged as a warning.
-	Insecure     bool
-	PublicEvents bool // /v1/events needs no credential even with Auth
+	// loopback without credentials, cluster routes beyond loopback
+	// without a secret or mutual TLS, and the demo credentials shipped
+	// with the deployment examples beyond loopback. Each is logged as a
+	// warning.
+	Insecure bool
+	// DemoCredentials names the demo credentials (shipped with the
+	// deployment examples, hence known to everyone) found in the
+	// configuration; they are refused beyond loopback unless Insecure.
+	DemoCredentials []string
+	PublicEvents    bool // /v1/events needs no credential even with Auth
 	// RateLimit is requests per second per credential on the revocation
 	// API (0: no limit), with bursts of RateBurst.
 	RateLimit      float64
@@ -191,8 +198,8 @@ func (c *Config) validate() error {
 // no credentials configured.
 var ErrInsecure = errors.New("refusing to listen beyond loopback without credentials")
 
-// checkExposure enforces "secure by default" on the address actually bound
-// and on the cluster routes' address.
+// checkExposure enforces "secure by default" on the address actually bound,
+// on the cluster routes' address and on demo credentials.
 func (c *Config) checkExposure(addr string) error {
 	if c.Insecure {
 		return nil
@@ -211,6 +218,12 @@ func (c *Config) checkExposure(addr string) error {
 			"--insecure if the network itself keeps every other server away from the route port",
 			ErrInsecure, c.NATS.ClusterAddr)
 	}
+	if exposed := c.demoExposed(addr); exposed != "" && len(c.DemoCredentials) > 0 {
+		return fmt.Errorf("%w: %s is reachable from other machines, and the configuration uses demo credentials "+
+			"published with revocast's deployment examples, which everyone knows (%s). Make your own (the keygen "+
+			"command; a random cluster secret), listen on 127.0.0.1, or pass --insecure for a demo",
+			ErrInsecure, exposed, strings.Join(c.DemoCredentials, "; "))
+	}
 	return nil
 }
 
@@ -220,6 +233,18 @@ func (c *Config) openRoutes() bool {
 	n := c.NATS
 	return len(n.URLs) == 0 && n.ClusterName != "" && !isLoopback(n.ClusterAddr) &&
 		n.ClusterSecret == "" && n.ClusterTLSCertFile == ""
+}
+
+// demoExposed returns the address (HTTP, or cluster routes) that demo
+// credentials would be used on beyond loopback, or "".
+func (c *Config) demoExposed(addr string) string {
+	if !isLoopback(addr) {
+		return addr
+	}
+	if len(c.NATS.URLs) == 0 && c.NATS.ClusterName != "" && !isLoopback(c.NATS.ClusterAddr) {
+		return c.NATS.ClusterAddr
+	}
+	return ""
 }
 
 // insecureWarnings lists what --insecure allowed that would otherwise have
@@ -233,6 +258,10 @@ func (c *Config) insecureWarnings(addr string) []string {
 		w = append(w, "INSECURE: the cluster routes on "+c.NATS.ClusterAddr+" accept any NATS server (no --cluster-secret-file, "+
 			"no --cluster-tls-*; --insecure): whoever reaches that port can join the cluster and write or lift revocations "+
 			"past the API's credentials and audit log")
+	}
+	if exposed := c.demoExposed(addr); exposed != "" && len(c.DemoCredentials) > 0 {
+		w = append(w, "INSECURE: demo credentials known to everyone are used on "+exposed+" (--insecure): "+
+			strings.Join(c.DemoCredentials, "; "))
 	}
 	return w
 }
