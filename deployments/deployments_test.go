@@ -12,8 +12,9 @@ package deployments_test
 //     agents (and the embedded demo) start with theirs and become ready; the
 //     systemd units' command lines and env files start a broadcaster and an
 //     agent;
-//   - the Dockerfile copies only paths that exist, covers every package the
-//     programs are built from, builds static binaries and runs as non-root.
+//   - the Dockerfile pins its base images by digest, copies only paths that
+//     exist, covers every package the programs are built from, builds static
+//     binaries and runs as non-root.
 
 import (
 	"bufio"
@@ -1426,6 +1427,9 @@ func byProgram(invs []*invocation, name string) []*invocation {
 // Dockerfile
 // ---------------------------------------------------------------------------
 
+// pinnedImage is an image reference with a digest.
+var pinnedImage = regexp.MustCompile(`^[^@\s]+@sha256:[0-9a-f]{64}$`)
+
 type dockerStage struct {
 	base, name string
 	instrs     [][2]string // instruction, arguments
@@ -1545,6 +1549,15 @@ func imageDefaults(t *testing.T) dockerImage {
 func TestDockerfile(t *testing.T) {
 	stages := parseDockerfile(t)
 	final := stages[len(stages)-1]
+
+	// every base image pinned by digest: a tag moves, a digest does not
+	names := map[string]bool{}
+	for _, st := range stages {
+		if !names[st.base] && !pinnedImage.MatchString(st.base) {
+			t.Errorf("Dockerfile: FROM %s: pin it by digest, image[:tag]@sha256:<64 hex digits> (the Dockerfile says how)", st.base)
+		}
+		names[st.name] = st.name != ""
+	}
 
 	// non-root: a nonroot base, and no USER switching back to root
 	user := ""
@@ -1743,7 +1756,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("docker-compose.yml service %s: port %q is published beyond the host's loopback", name, p)
 			}
 			if strings.HasSuffix(p, ":6222") {
-				t.Errorf("docker-compose.yml service %s: the route port is published: NATS routes are not authenticated", name)
+				t.Errorf("docker-compose.yml service %s: the route port is published: keep it on the compose network", name)
 			}
 		}
 		if ourImage(svc.Image) {
@@ -2524,12 +2537,12 @@ func TestKustomizeBuild(t *testing.T) {
 		}
 		kinds[o.Kind]++
 	}
-	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 3, "Secret": 2, "ConfigMap": 2, "PodDisruptionBudget": 1} {
+	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 3, "Secret": 3, "ConfigMap": 2, "PodDisruptionBudget": 1} {
 		if kinds[kind] != n {
 			t.Errorf("kubectl kustomize: %d %s, want %d", kinds[kind], kind, n)
 		}
 	}
-	for _, name := range []string{"revocast-api-keys", "revocast-agent-token", "revocast-issuer"} {
+	for _, name := range []string{"revocast-api-keys", "revocast-cluster-secret", "revocast-agent-token", "revocast-issuer"} {
 		if !regexp.MustCompile(`(?m)(secretName|name): ` + name + `-[a-z0-9]{10}$`).Match(out) {
 			t.Errorf("kubectl kustomize: nothing refers to the generated %s", name)
 		}

@@ -7,7 +7,8 @@
 #
 #   deployments/local-cluster.sh
 #
-# Loopback only and no credentials: for trying things out. Other ports or data
+# Loopback only and no API credentials: for trying things out. The routes
+# get a random shared secret, so no other local process joins the cluster. Other ports or data
 # directories: HTTP_PORTS="9081 9082 9083" CLUSTER_PORTS="7221 7222 7223"
 # DATA_PREFIX=/tmp/rv-n deployments/local-cluster.sh
 set -euo pipefail
@@ -35,6 +36,9 @@ trap 'exit 130' INT TERM
 
 echo "building ./cmd/broadcaster ..." >&2
 go build -o "$bin/broadcaster" ./cmd/broadcaster
+# the routes' shared secret, new at every start: no other server on this
+# machine can join the cluster
+(umask 077 && head -c 32 /dev/urandom | base64 >"$bin/cluster-secret")
 
 routes=""
 for p in "${cluster_ports[@]}"; do
@@ -45,7 +49,7 @@ for i in 0 1 2; do
   n=$((i + 1))
   "$bin/broadcaster" --addr "127.0.0.1:${http_ports[i]}" --data "${data_prefix}$n" --server-name "n$n" \
     --cluster-name revocast --cluster-addr "127.0.0.1:${cluster_ports[i]}" --replicas 3 \
-    --routes "$routes" > >(sed -u "s/^/n$n | /") 2>&1 &
+    --routes "$routes" --cluster-secret-file "$bin/cluster-secret" > >(sed -u "s/^/n$n | /") 2>&1 &
   pids+=("$!")
 done
 

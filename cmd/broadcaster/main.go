@@ -188,6 +188,9 @@ func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadca
 			return cfg, fmt.Errorf("cluster-secret-file %s: at least 16 characters are required", sf.clusterSecretFile)
 		}
 	}
+	if cfg.DemoCredentials, err = sf.demoCredentials(); err != nil {
+		return cfg, err
+	}
 	if cfg.TokenVerifier, err = sf.tokenVerifier(ctx, logger); err != nil {
 		return cfg, err
 	}
@@ -230,7 +233,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.List(&sf.auth.audiences, "auth-audience", nil, "required aud of operator JWTs")
 	fs.List(&sf.auth.algs, "auth-algs", nil, "algorithms accepted for operator JWTs (default: those of the configured keys)")
 	fs.String(&sf.roleClaim, "auth-role-claim", "revocast_role", "claim of operator JWTs holding their role (reader or revoker; a string or a list)")
-	fs.Bool(&cfg.Insecure, "insecure", false, "allow listening beyond loopback without credentials (only behind something that authenticates)")
+	fs.Bool(&cfg.Insecure, "insecure", false, "allow beyond loopback: listening without credentials, cluster routes without a secret or TLS, demo credentials (each logged as a warning)")
 	fs.Bool(&cfg.PublicEvents, "public-events", false, "let anyone follow /v1/events even with credentials configured")
 	fs.String(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS and HTTP/2")
 	fs.String(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
@@ -262,7 +265,10 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&cfg.NATS.ClusterName, "cluster-name", "", "cluster of embedded NATS servers to form or join (empty: standalone)")
 	fs.String(&cfg.NATS.ClusterAddr, "cluster-addr", "", "host:port the embedded NATS server listens on for cluster routes")
 	fs.List(&cfg.NATS.Routes, "routes", nil, "cluster peers, nats://host:port (repeatable)")
-	fs.String(&sf.clusterSecretFile, "cluster-secret-file", "", "file holding a secret every cluster route must present (the same on every node)")
+	fs.String(&sf.clusterSecretFile, "cluster-secret-file", "", "file holding a secret every cluster route must present (the same on every node; required beyond loopback unless --cluster-tls-*)")
+	fs.String(&cfg.NATS.ClusterTLSCertFile, "cluster-tls-cert", "", "certificate (PEM) cluster routes present: mutual TLS on the routes, with --cluster-tls-key and --cluster-tls-ca")
+	fs.String(&cfg.NATS.ClusterTLSKeyFile, "cluster-tls-key", "", "private key (PEM) of --cluster-tls-cert")
+	fs.String(&cfg.NATS.ClusterTLSCAFile, "cluster-tls-ca", "", "CA (PEM) that must sign every cluster route's certificate, in both directions")
 	fs.Int(&cfg.NATS.Replicas, "replicas", 1, "replicas of the stream (3 in a cluster of three)")
 	fs.Duration(&cfg.NATS.PublishTimeout, "publish-timeout", natslog.DefaultPublishTimeout, "longest a write waits for its JetStream acknowledgement before answering 503")
 

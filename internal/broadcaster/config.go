@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
@@ -76,9 +78,18 @@ type Config struct {
 
 	// Access. Auth nil or without credentials: everyone may do everything,
 	// and the server only listens on loopback unless Insecure.
-	Auth         *auth.Authenticator
-	Insecure     bool
-	PublicEvents bool // /v1/events needs no credential even with Auth
+	Auth *auth.Authenticator
+	// Insecure allows what is refused by default: listening beyond
+	// loopback without credentials, cluster routes beyond loopback
+	// without a secret or mutual TLS, and the demo credentials shipped
+	// with the deployment examples beyond loopback. Each is logged as a
+	// warning.
+	Insecure bool
+	// DemoCredentials names the demo credentials (shipped with the
+	// deployment examples, hence known to everyone) found in the
+	// configuration; they are refused beyond loopback unless Insecure.
+	DemoCredentials []string
+	PublicEvents    bool // /v1/events needs no credential even with Auth
 	// RateLimit is requests per second per credential on the revocation
 	// API (0: no limit), with bursts of RateBurst.
 	RateLimit      float64
@@ -193,6 +204,10 @@ func (c *Config) validate() error {
 	if c.RateLimit < 0 {
 		errs = append(errs, errors.New("rate-limit must not be negative"))
 	}
+	n := c.NATS
+	if tlsSet := []bool{n.ClusterTLSCertFile != "", n.ClusterTLSKeyFile != "", n.ClusterTLSCAFile != ""}; slices.Contains(tlsSet, true) && slices.Contains(tlsSet, false) {
+		errs = append(errs, errors.New("cluster-tls-cert, cluster-tls-key and cluster-tls-ca go together"))
+	}
 	if err := c.validateReplicas(); err != nil {
 		errs = append(errs, err)
 	}
@@ -233,13 +248,70 @@ var ErrConfig = errors.New("invalid configuration")
 // no credentials configured.
 var ErrInsecure = errors.New("refusing to listen beyond loopback without credentials")
 
-// checkExposure enforces "secure by default" on the address actually bound.
+// checkExposure enforces "secure by default" on the address actually bound,
+// on the cluster routes' address and on demo credentials.
 func (c *Config) checkExposure(addr string) error {
-	if c.Auth.Enabled() || isLoopback(addr) || c.Insecure {
+	if c.Insecure {
 		return nil
 	}
-	return fmt.Errorf("%w: %s is reachable from other machines and anyone there could revoke any token "+
-		"and read who was banned. Configure credentials (--api-keys FILE, or operator JWTs with --auth-jwks "+
-		"or --auth-public-key), listen on 127.0.0.1, or pass --insecure if something in front of the "+
-		"broadcaster already authenticates", ErrInsecure, addr)
+	if !c.Auth.Enabled() && !isLoopback(addr) {
+		return fmt.Errorf("%w: %s is reachable from other machines and anyone there could revoke any token "+
+			"and read who was banned. Configure credentials (--api-keys FILE, or operator JWTs with --auth-jwks "+
+			"or --auth-public-key), listen on 127.0.0.1, or pass --insecure if something in front of the "+
+			"broadcaster already authenticates", ErrInsecure, addr)
+	}
+	if c.openRoutes() {
+		return fmt.Errorf("%w: the cluster routes on %s are reachable from other machines and accept any NATS server: "+
+			"one that joins can write and lift revocations straight into the stream, past the API's credentials "+
+			"and audit log. Give every node the same --cluster-secret-file (16+ characters), or mutual TLS with "+
+			"--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca, listen for routes on 127.0.0.1, or pass "+
+			"--insecure if the network itself keeps every other server away from the route port",
+			ErrInsecure, c.NATS.ClusterAddr)
+	}
+	if exposed := c.demoExposed(addr); exposed != "" && len(c.DemoCredentials) > 0 {
+		return fmt.Errorf("%w: %s is reachable from other machines, and the configuration uses demo credentials "+
+			"published with revocast's deployment examples, which everyone knows (%s). Make your own (the keygen "+
+			"command; a random cluster secret), listen on 127.0.0.1, or pass --insecure for a demo",
+			ErrInsecure, exposed, strings.Join(c.DemoCredentials, "; "))
+	}
+	return nil
+}
+
+// openRoutes reports whether embedded cluster routes listen beyond loopback
+// without a secret or mutual TLS.
+func (c *Config) openRoutes() bool {
+	n := c.NATS
+	return len(n.URLs) == 0 && n.ClusterName != "" && !isLoopback(n.ClusterAddr) &&
+		n.ClusterSecret == "" && n.ClusterTLSCertFile == ""
+}
+
+// demoExposed returns the address (HTTP, or cluster routes) that demo
+// credentials would be used on beyond loopback, or "".
+func (c *Config) demoExposed(addr string) string {
+	if !isLoopback(addr) {
+		return addr
+	}
+	if len(c.NATS.URLs) == 0 && c.NATS.ClusterName != "" && !isLoopback(c.NATS.ClusterAddr) {
+		return c.NATS.ClusterAddr
+	}
+	return ""
+}
+
+// insecureWarnings lists what --insecure allowed that would otherwise have
+// been refused, for the log.
+func (c *Config) insecureWarnings(addr string) []string {
+	if !c.Insecure {
+		return nil
+	}
+	var w []string
+	if c.openRoutes() {
+		w = append(w, "INSECURE: the cluster routes on "+c.NATS.ClusterAddr+" accept any NATS server (no --cluster-secret-file, "+
+			"no --cluster-tls-*; --insecure): whoever reaches that port can join the cluster and write or lift revocations "+
+			"past the API's credentials and audit log")
+	}
+	if exposed := c.demoExposed(addr); exposed != "" && len(c.DemoCredentials) > 0 {
+		w = append(w, "INSECURE: demo credentials known to everyone are used on "+exposed+" (--insecure): "+
+			strings.Join(c.DemoCredentials, "; "))
+	}
+	return w
 }

@@ -191,6 +191,9 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("INSECURE: no credentials configured and listening beyond loopback (--insecure): " +
 			"anyone who reaches " + ln.Addr().String() + " can revoke any token and read who was banned")
 	}
+	for _, w := range s.cfg.insecureWarnings(ln.Addr().String()) {
+		s.log.Warn(w)
+	}
 	return nil
 }
 

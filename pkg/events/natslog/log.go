@@ -93,7 +93,14 @@ type Config struct {
 	// reaches the cluster port without it cannot join (and read or write
 	// the stream behind the API's back).
 	ClusterSecret string
-	Replicas      int // stream replicas; default 1
+	// ClusterTLSCertFile, ClusterTLSKeyFile and ClusterTLSCAFile, when set,
+	// put the routes under mutual TLS: every route presents this
+	// certificate and must present one signed by this CA (in both
+	// directions), so a server without such a certificate cannot join.
+	ClusterTLSCertFile string
+	ClusterTLSKeyFile  string
+	ClusterTLSCAFile   string
+	Replicas           int // stream replicas; default 1
 
 	StreamName    string
 	SubjectPrefix string

@@ -73,6 +73,13 @@ func runEmbedded(cfg *Config, storeDir string) (*server.Server, string, error) {
 		if cfg.ClusterSecret != "" {
 			opts.Cluster.Username, opts.Cluster.Password = routeUser, cfg.ClusterSecret
 		}
+		if cfg.ClusterTLSCertFile != "" || cfg.ClusterTLSKeyFile != "" || cfg.ClusterTLSCAFile != "" {
+			tc, err := routeTLSConfig(cfg)
+			if err != nil {
+				return nil, "", err
+			}
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = tc, routeTLSTimeout.Seconds()
+		}
 		for _, r := range cfg.Routes {
 			u, err := url.Parse(r)
 			if err != nil || u.Host == "" {
@@ -95,6 +102,36 @@ func runEmbedded(cfg *Config, storeDir string) (*server.Server, string, error) {
 		return nil, "", errors.New("embedded NATS server did not become ready in 30s")
 	}
 	return ns, opts.Authorization, nil
+}
+
+// routeTLSTimeout bounds a route's TLS handshake.
+const routeTLSTimeout = 5 * time.Second
+
+// routeTLSConfig is mutual TLS for the routes, as nats-server configures a
+// cluster's "tls" block: each side is a server to the routes it accepts and
+// a client of those it solicits, so the CA verifies both, and a peer
+// without a certificate of that CA is refused.
+func routeTLSConfig(cfg *Config) (*tls.Config, error) {
+	if cfg.ClusterTLSCertFile == "" || cfg.ClusterTLSKeyFile == "" || cfg.ClusterTLSCAFile == "" {
+		return nil, errors.New("cluster TLS needs a certificate, its key and the CA that signs every route's certificate")
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+		CertFile: cfg.ClusterTLSCertFile,
+		KeyFile:  cfg.ClusterTLSKeyFile,
+		CaFile:   cfg.ClusterTLSCAFile,
+		Verify:   true,
+		Timeout:  routeTLSTimeout.Seconds(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster TLS: %w", err)
+	}
+	if tc == nil || tc.ClientCAs == nil {
+		return nil, fmt.Errorf("cluster TLS: CA file %s holds no certificate", cfg.ClusterTLSCAFile)
+	}
+	tc.ClientAuth = tls.RequireAndVerifyClientCert
+	tc.RootCAs = tc.ClientCAs
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+	return tc, nil
 }
 
 // routeUser is the user name routes authenticate with; the secret is the
