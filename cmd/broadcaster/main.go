@@ -132,6 +132,8 @@ type serverFlags struct {
 	roleClaim string
 	// clusterSecretFile holds the routes' shared secret.
 	clusterSecretFile string
+	// maxConnsPerAddr is the flag's value: 0 means no limit.
+	maxConnsPerAddr int
 }
 
 // verifierFlags configure a JWT verifier.
@@ -152,6 +154,14 @@ func (v verifierFlags) configured() bool {
 func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadcaster.Config, error) {
 	cfg := sf.cfg
 	cfg.Logger = logger
+	switch {
+	case sf.maxConnsPerAddr < 0:
+		return cfg, errors.New("max-conns-per-addr must not be negative (0: no limit)")
+	case sf.maxConnsPerAddr == 0:
+		cfg.MaxConnsPerAddr = -1
+	default:
+		cfg.MaxConnsPerAddr = sf.maxConnsPerAddr
+	}
 	var keys *auth.KeyStore
 	if sf.apiKeys != "" {
 		ks, err := auth.LoadKeyFile(sf.apiKeys)
@@ -248,6 +258,8 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.Int(&cfg.MaxSubscribers, "max-subscribers", broadcaster.DefaultMaxSubscribers, "concurrent SSE subscribers (503 beyond)")
 	fs.Int(&cfg.MaxSubscribersPerPrincipal, "max-subscribers-per-principal", 0, "concurrent SSE subscribers of one credential, or of one address without credentials (0: three quarters of --max-subscribers)")
 	fs.Uint64(&cfg.MaxLag, "max-lag", hub.DefaultMaxLag, "stream sequences a subscriber may trail the head by before it is disconnected as slow")
+	fs.Duration(&cfg.ReadTimeout, "read-timeout", broadcaster.DefaultReadTimeout, "longest a request may take to arrive, headers and body, from its first byte (authorised streams excepted)")
+	fs.Int(&sf.maxConnsPerAddr, "max-conns-per-addr", broadcaster.DefaultMaxConnsPerAddr, "connections one client IP address may hold open, authorised streams excepted (closed beyond; 0: no limit)")
 	fs.Duration(&cfg.WriteTimeout, "write-timeout", broadcaster.DefaultWriteTimeout, "longest a write to a subscriber may block before it is disconnected")
 
 	// NATS

@@ -89,6 +89,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 // as known), what, why, from where. Never the credential itself.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string, detail error) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
+	closeAfter(w)
 	attrs := []any{"audit", true, "method", r.Method, "path", r.URL.Path, "status", status,
 		"reason", reason, "remote", r.RemoteAddr}
 	if p, ok := r.Context().Value(principalKey{}).(auth.Principal); ok {

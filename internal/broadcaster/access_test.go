@@ -260,12 +260,13 @@ func TestSubscriberShare(t *testing.T) {
 	})
 }
 
-// TestTimeoutsDoNotCutStreams: a stream outlives the header and idle
+// TestTimeoutsDoNotCutStreams: a stream outlives the header, read and idle
 // timeouts, while a client that never finishes its headers is cut off.
 func TestTimeoutsDoNotCutStreams(t *testing.T) {
 	_, base := startServer(t, func(c *Config) {
 		c.Heartbeat = 100 * time.Millisecond
 		c.ReadHeaderTimeout = 200 * time.Millisecond
+		c.ReadTimeout = 200 * time.Millisecond
 		c.IdleTimeout = 200 * time.Millisecond
 	})
 	sub := subscribe(t, base+"/v1/events?last_event_id=now")

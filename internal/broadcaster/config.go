@@ -29,6 +29,8 @@ const (
 	DefaultResumeWait         = 5 * time.Second
 	DefaultReadHeaderTimout   = 10 * time.Second
 	DefaultIdleTimeout        = 2 * time.Minute
+	DefaultReadTimeout        = 30 * time.Second
+	DefaultMaxConnsPerAddr    = 256
 )
 
 // Config is everything the broadcaster needs; the zero value of a field means
@@ -61,7 +63,16 @@ type Config struct {
 	// connections without sending; neither cuts a stream.
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
-	SweepInterval     time.Duration
+	// ReadTimeout bounds reading a whole request, headers and body, from
+	// its first byte. An authorised /v1/events stream is exempt once it
+	// starts.
+	ReadTimeout time.Duration
+	// MaxConnsPerAddr bounds the connections one client IP address may
+	// hold open, SSE streams excepted once authorised (the subscriber cap
+	// covers those); one more is closed without an answer. Negative: no
+	// limit.
+	MaxConnsPerAddr int
+	SweepInterval   time.Duration
 	// EpochCheckInterval is how often the stream's identity is checked (an
 	// external NATS stream may be deleted and created again).
 	EpochCheckInterval time.Duration
@@ -124,6 +135,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

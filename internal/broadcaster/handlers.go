@@ -48,7 +48,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", s.metrics.handler())
-	return s.recoverPanics(mux)
+	return s.recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// 404 or 405: do not wait for a body nobody will read
+			closeAfter(w)
+		}
+		mux.ServeHTTP(w, r)
+	}))
 }
 
 // apiError is the body of every error answer: a short message for the
@@ -67,12 +73,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// closeAfter ends the connection after a refusal: net/http would otherwise
+// read (up to 256 KiB of) a body nobody wants, before answering and again
+// when the request ends, and keep the connection of a client that is not
+// welcome. The read deadline passes at once, so that whatever of the body
+// is still unread is given up on (the answer is written all the same).
+func closeAfter(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
 func writeError(w http.ResponseWriter, status int, msg, field string) {
 	writeJSON(w, status, apiError{Error: msg, Field: field})
 }
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
+	closeAfter(w)
 	s.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status,
 		"reason", reason, "field", field, "remote", r.RemoteAddr)
 	writeError(w, status, msg, field)
@@ -155,12 +172,9 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Write(append(body, '\n'))
 }
 
-// bodyReadTimeout bounds reading a request body. The server has no
-// ReadTimeout (it would cut SSE streams), so handlers that read set it.
-const bodyReadTimeout = 30 * time.Second
-
+// readBody reads a request body, within the server's read timeout (which
+// runs from the request's first byte).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError

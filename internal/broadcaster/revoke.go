@@ -50,7 +50,6 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	if !s.allow(w, r, caller) {
 		return
 	}
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeForm)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
@@ -145,6 +144,7 @@ func (s *Server) callerForRevoke(r *http.Request) (auth.Principal, bool) {
 // writeOAuthError answers in the error format of RFC 6749 §5.2, which RFC
 // 7009 uses.
 func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	closeAfter(w)
 	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
 }
 

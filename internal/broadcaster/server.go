@@ -145,10 +145,18 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.store = store
+	if s.cfg.MaxConnsPerAddr > 0 {
+		ln = newAddrLimiter(ln, s.cfg.MaxConnsPerAddr, s.log,
+			s.metrics.rejected.WithLabelValues("too_many_connections").Inc)
+	}
 	s.http = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
+		Handler: http.HandlerFunc(s.serveHTTP),
+		// every request must arrive whole within ReadTimeout of its
+		// first byte, whoever sends it; an authorised stream lifts it
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
+		ConnContext:       connContext,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.http.RegisterOnShutdown(s.endStreams)

@@ -506,7 +506,10 @@ func TestBatch(t *testing.T) {
 // posted event, and one that stops reading is cut off without holding up
 // the others.
 func TestManySubscribers(t *testing.T) {
-	s, base := startServer(t, func(c *Config) { c.WriteTimeout = 500 * time.Millisecond })
+	s, base := startServer(t, func(c *Config) {
+		c.WriteTimeout = 500 * time.Millisecond
+		c.MaxConnsPerAddr = -1 // a thousand connect at once from one address
+	})
 	const n = 1000
 	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}
 	t.Cleanup(tr.CloseIdleConnections)

@@ -79,6 +79,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			"this credential (or address) holds its share of this broadcaster's subscribers; close some or use another credential", "", nil)
 		return
 	}
+	// authorised: the stream outlives the read timeout, and the
+	// subscriber cap bounds it rather than the per-address one
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	releaseConn(r.Context())
 	handedOver := false
 	defer func() {
 		if !handedOver {
