@@ -229,7 +229,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.Duration(&cfg.MaxTokenLifetime, "max-token-lifetime", events.DefaultMaxTokenLifetime, "longest lifetime of the tokens being revoked: the default expiry of a revocation")
 	fs.Duration(&cfg.Heartbeat, "heartbeat", broadcaster.DefaultHeartbeat, "interval of ': ping' comments on idle streams")
 	fs.Duration(&cfg.Retry, "sse-retry", broadcaster.DefaultRetry, "reconnection delay advertised to SSE clients (retry:)")
-	fs.List(&cfg.CORSOrigins, "cors-origins", nil, "origins allowed to read /v1/events from a browser (or *)")
+	fs.List(&cfg.CORSOrigins, "cors-origins", nil, "origins allowed to read /v1/events from a browser (or *); listed origins (not *) may also write")
 
 	// access
 	fs.String(&sf.apiKeys, "api-keys", "", "file of API keys: one \"<name> <role> <sha256>\" per line (see the keygen command)")
@@ -239,7 +239,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.List(&sf.auth.audiences, "auth-audience", nil, "required aud of operator JWTs")
 	fs.List(&sf.auth.algs, "auth-algs", nil, "algorithms accepted for operator JWTs (default: those of the configured keys)")
 	fs.String(&sf.roleClaim, "auth-role-claim", "revocast_role", "claim of operator JWTs holding their role (reader or revoker; a string or a list)")
-	fs.Bool(&cfg.Insecure, "insecure", false, "allow listening beyond loopback without credentials (only behind something that authenticates)")
+	fs.Bool(&cfg.Insecure, "insecure", false, "allow listening beyond loopback without credentials, and any Host (only behind something that authenticates)")
 	fs.Bool(&cfg.PublicEvents, "public-events", false, "let anyone follow /v1/events even with credentials configured")
 	fs.String(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS and HTTP/2")
 	fs.String(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")

@@ -48,10 +48,15 @@ func (s *Server) access(need auth.Role, limited bool, h http.HandlerFunc) http.H
 		if !ok {
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		if field := s.crossSite(r); field != "" {
+			s.refuse(w, r, http.StatusForbidden, "cross_site", crossSiteMessage(field), field, nil)
+			return
+		}
 		if limited && !s.allow(w, r, p) {
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		h(w, r)
 	}
 }
 
@@ -90,16 +95,24 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string, detail error) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
 	closeAfter(w)
+	s.log.Warn("request refused", s.refusalAttrs(r, status, reason, field, detail)...)
+	writeError(w, status, msg, field)
+}
+
+// refusalAttrs are the attributes of a refusal's audit line.
+func (s *Server) refusalAttrs(r *http.Request, status int, reason, field string, detail error) []any {
 	attrs := []any{"audit", true, "method", r.Method, "path", r.URL.Path, "status", status,
 		"reason", reason, "remote", r.RemoteAddr}
+	if field != "" {
+		attrs = append(attrs, "field", field)
+	}
 	if p, ok := r.Context().Value(principalKey{}).(auth.Principal); ok {
 		attrs = append(attrs, "actor", p.Name)
 	}
 	if detail != nil {
 		attrs = append(attrs, "detail", detail.Error())
 	}
-	s.log.Warn("request refused", attrs...)
-	writeError(w, status, msg, field)
+	return attrs
 }
 
 // rateLimiter keeps one token bucket per credential, forgetting the least

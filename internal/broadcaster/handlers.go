@@ -35,7 +35,7 @@ func (s *Server) routes() http.Handler {
 		eventsRole = auth.RoleNone
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/revocations", s.access(auth.RoleRevoker, true, s.handlePost))
+	mux.HandleFunc("POST /v1/revocations", s.access(auth.RoleRevoker, true, s.jsonBody(s.handlePost)))
 	mux.HandleFunc("GET /v1/revocations", s.access(auth.RoleReader, true, s.handleList))
 	mux.HandleFunc("GET /v1/revocations/{key}", s.access(auth.RoleReader, true, s.handleGet))
 	mux.HandleFunc("DELETE /v1/revocations/{key}", s.access(auth.RoleRevoker, true, s.handleLift))

@@ -226,6 +226,10 @@ func (s *Server) open() {
 // serveHTTP serves the full API once the log is open; before that, the
 // probes, metrics and the API description, and it holds or refuses the rest.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r) {
+		s.refuseHost(w, r)
+		return
+	}
 	if h := s.router.Load(); h != nil {
 		(*h).ServeHTTP(w, r)
 		return

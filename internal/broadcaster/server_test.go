@@ -95,6 +95,10 @@ func do(t *testing.T, method, url string, body string, header ...string) answer 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == "Host" {
+			req.Host = header[i+1] // the client sends req.Host, not Header["Host"]
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -585,7 +589,7 @@ func TestManySubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	waitFor(t, 30*time.Second, "the stalled subscriber to connect", func() bool {
 		return s.hub.Stats().Subscribers == before+1
 	})
