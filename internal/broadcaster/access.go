@@ -83,7 +83,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 		return p, false
 	case !p.Role.Allows(need):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="insufficient_scope"`)
-		s.refuse(w, r, http.StatusForbidden, "forbidden",
+		s.refuse(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), http.StatusForbidden, "forbidden",
 			"this credential has the role "+p.Role.String()+"; "+need.String()+" is needed", "", errors.New("role "+p.Role.String()+" for "+p.Name))
 		return p, false
 	}
@@ -106,13 +106,30 @@ func (s *Server) refusalAttrs(r *http.Request, status int, reason, field string,
 	if field != "" {
 		attrs = append(attrs, "field", field)
 	}
-	if p, ok := r.Context().Value(principalKey{}).(auth.Principal); ok {
-		attrs = append(attrs, "actor", p.Name)
+	// who, as far as known: before authentication, anonymous
+	p, ok := r.Context().Value(principalKey{}).(auth.Principal)
+	if !ok {
+		p = auth.Anonymous
 	}
+	attrs = append(attrs, "actor", actorWithKind(p))
 	if detail != nil {
 		attrs = append(attrs, "detail", detail.Error())
 	}
 	return attrs
+}
+
+// actorWithKind names a caller with the kind of its credential, for audit
+// lines: key:ops, jwt:ops, token:alice, anonymous.
+func actorWithKind(p auth.Principal) string {
+	switch p.Kind {
+	case "api-key":
+		return "key:" + p.Name
+	case "jwt":
+		return "jwt:" + p.Name
+	case "token":
+		return p.Name // already token:<sub>
+	}
+	return "anonymous"
 }
 
 // rateLimiter keeps one token bucket per credential, forgetting the least

@@ -87,12 +87,10 @@ func writeError(w http.ResponseWriter, status int, msg, field string) {
 	writeJSON(w, status, apiError{Error: msg, Field: field})
 }
 
+// reject answers a refusal of the request's content (400, 409, 413) and
+// writes its audit line, like refuse.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string) {
-	s.metrics.rejected.WithLabelValues(reason).Inc()
-	closeAfter(w)
-	s.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status,
-		"reason", reason, "field", field, "remote", r.RemoteAddr)
-	writeError(w, status, msg, field)
+	s.refuse(w, r, status, reason, msg, field, nil)
 }
 
 func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {

@@ -226,6 +226,12 @@ func (s *Server) open() {
 // serveHTTP serves the full API once the log is open; before that, the
 // probes, metrics and the API description, and it holds or refuses the rest.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// CORS headers go on every answer to an allowed origin, refusals
+	// included, so that a page can read why it was refused
+	if origin := s.allowedOrigin(r); origin != "" {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Add("Vary", "Origin")
+	}
 	if !s.hostAllowed(r) {
 		s.refuseHost(w, r)
 		return

@@ -37,12 +37,7 @@ const (
 )
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	// CORS headers go on every answer, errors included, so a browser can
-	// read why it was refused
-	if origin := s.allowedOrigin(r); origin != "" {
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Add("Vary", "Origin")
-	}
+	// (serveHTTP set the CORS headers; hijackStream copies them)
 	raw, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if raw == "" {
 		raw, field = r.URL.Query().Get("last_event_id"), "last_event_id"
