@@ -240,6 +240,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.List(&sf.auth.algs, "auth-algs", nil, "algorithms accepted for operator JWTs (default: those of the configured keys)")
 	fs.String(&sf.roleClaim, "auth-role-claim", "revocast_role", "claim of operator JWTs holding their role (reader or revoker; a string or a list)")
 	fs.Bool(&cfg.Insecure, "insecure", false, "allow listening beyond loopback without credentials, and any Host (only behind something that authenticates)")
+	fs.Bool(&cfg.GenericAuthErrors, "generic-auth-errors", false, "answer every 401 with the same text, not saying whether a credential was missing, unknown, expired or revoked")
 	fs.Bool(&cfg.PublicEvents, "public-events", false, "let anyone follow /v1/events even with credentials configured")
 	fs.String(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS and HTTP/2")
 	fs.String(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")

@@ -60,6 +60,9 @@ func (s *Server) access(need auth.Role, limited bool, h http.HandlerFunc) http.H
 	}
 }
 
+// genericAuthError is the text of every 401 with GenericAuthErrors.
+const genericAuthError = "authentication failed"
+
 // authenticate answers 401/403 itself and reports false when the request
 // may not go on.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.Role) (auth.Principal, bool) {
@@ -70,15 +73,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 	switch {
 	case errors.Is(err, auth.ErrNoCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast"`)
-		s.refuse(w, r, http.StatusUnauthorized, "unauthenticated", "authentication required: send Authorization: Bearer <API key or operator JWT>", "", err)
+		s.refuse(w, r, http.StatusUnauthorized, "unauthenticated", s.authError("authentication required: send Authorization: Bearer <API key or operator JWT>"), "", err)
 		return p, false
 	case err != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
-		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "", err)
+		// the reason (unknown, expired, revoked, the library's error) is
+		// for the log only
+		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", s.authError("invalid credentials"), "", err)
 		return p, false
 	case s.guard.check(p, time.Now()) != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
-		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "",
+		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", s.authError("invalid credentials"), "",
 			fmt.Errorf("%w (%s)", s.guard.check(p, time.Now()), p.Name))
 		return p, false
 	case !p.Role.Allows(need):
@@ -88,6 +93,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 		return p, false
 	}
 	return p, true
+}
+
+// authError is the text of a 401: msg, or the same generic text for every
+// 401 with GenericAuthErrors.
+func (s *Server) authError(msg string) string {
+	if s.cfg.GenericAuthErrors {
+		return genericAuthError
+	}
+	return msg
 }
 
 // refuse answers an access refusal and writes the audit line: who (as far

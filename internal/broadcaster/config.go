@@ -92,6 +92,9 @@ type Config struct {
 	// one busy address cannot take every slot; zero: three quarters of
 	// MaxSubscribers.
 	MaxSubscribersPerPrincipal int
+	// GenericAuthErrors answers every refused credential (401) with the
+	// same text, whatever the reason (unknown, invalid, expired, revoked).
+	GenericAuthErrors bool
 	// TokenVerifier checks the tokens posted to POST /v1/revoke. Nil: they
 	// are only decoded, and the endpoint then needs the revoker role.
 	TokenVerifier TokenVerifier
