@@ -17,13 +17,13 @@ import (
 const maxFormBytes = 64 << 10
 
 type handler struct {
-	a     *agent.Agent
-	realm string
-	log   *slog.Logger
+	a      *agent.Agent
+	errors []agent.MiddlewareOption // how refusals are answered
+	log    *slog.Logger
 }
 
-func newHandler(a *agent.Agent, realm string, log *slog.Logger) http.Handler {
-	h := &handler{a: a, realm: realm, log: log}
+func newHandler(a *agent.Agent, log *slog.Logger, errors ...agent.MiddlewareOption) http.Handler {
+	h := &handler{a: a, errors: errors, log: log}
 	mux := http.NewServeMux()
 	// Any method and any path below /auth/: nginx subrequests keep the
 	// original method, and Envoy's ext_authz appends the original path to
@@ -60,7 +60,7 @@ func (h *handler) auth(w http.ResponseWriter, r *http.Request) {
 	c, err := h.check(r, agent.BearerToken(r))
 	if err != nil {
 		h.log.Debug("auth refused", "err", err, "remote", r.RemoteAddr)
-		agent.WriteError(w, err, h.realm)
+		agent.WriteErrorWith(w, err, h.errors...)
 		return
 	}
 	hdr := w.Header()

@@ -75,6 +75,7 @@ type config struct {
 	denyCapacity  int
 	cacheCapacity int
 	realm         string
+	genericErrors bool
 	logLevel      string
 	logFormat     string
 }
@@ -100,6 +101,7 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	fs.Int(&c.denyCapacity, "denylist-capacity", cache.DefaultCapacity, "revocations kept exactly; more spill into a compact tier that still denies them")
 	fs.Int(&c.cacheCapacity, "verified-cache-size", cache.DefaultVerifiedCapacity, "verified tokens remembered to skip signature checks; 0 disables")
 	fs.String(&c.realm, "realm", DefaultRealm, "realm of the WWW-Authenticate challenge")
+	fs.Bool(&c.genericErrors, "generic-auth-errors", false, "answer every refused token with the same generic description (not saying revoked, expired or why it is invalid)")
 	fs.String(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
@@ -245,7 +247,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
 	srv := &http.Server{
-		Handler:           newHandler(a, cfg.realm, logger),
+		Handler:           newHandler(a, logger, cfg.errorOptions()...),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -304,4 +306,13 @@ func newRegistry(a *agent.Agent) *prometheus.Registry {
 	reg.MustRegister(a.Collectors()...)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// errorOptions say how the sidecar answers refused tokens.
+func (c *config) errorOptions() []agent.MiddlewareOption {
+	opts := []agent.MiddlewareOption{agent.WithRealm(c.realm)}
+	if c.genericErrors {
+		opts = append(opts, agent.WithGenericErrors())
+	}
+	return opts
 }

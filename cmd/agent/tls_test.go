@@ -69,6 +69,7 @@ func TestAgentFollowsHTTPSWithTestCA(t *testing.T) {
 
 	post, _ := http.NewRequest("POST", b.URL+"/v1/revocations", strings.NewReader(`{"jti":"tls-1"}`))
 	post.Header.Set("Authorization", "Bearer "+revoker)
+	post.Header.Set("Content-Type", "application/json")
 	presp, err := client.Do(post)
 	if err != nil {
 		t.Fatal(err)

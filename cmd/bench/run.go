@@ -62,6 +62,7 @@ type runner struct {
 	tmp       string
 	bin       string
 	pprofFlag bool // the binary knows --pprof-addr
+	connsFlag bool // the binary knows --max-conns-per-addr
 	cur       *target
 	spawned   int
 	http      *http.Client

@@ -75,6 +75,7 @@ func (r *runner) prepareBinary(ctx context.Context) error {
 		return fmt.Errorf("%s does not look like the revocast broadcaster (--help: %.200q)", r.bin, help)
 	}
 	r.pprofFlag = bytes.Contains(help, []byte("-pprof-addr"))
+	r.connsFlag = bytes.Contains(help, []byte("-max-conns-per-addr"))
 	info.Pprof = r.pprofFlag
 	r.res.Broadcaster = info
 	return nil
@@ -144,6 +145,10 @@ func (r *runner) startBroadcaster(ctx context.Context) (*target, error) {
 			}
 			args = append(args, "--pprof-addr", paddr)
 			t.Pprof = "http://" + paddr
+		}
+		if r.connsFlag {
+			// every simulated client connects from loopback
+			args = append(args, "--max-conns-per-addr", "0")
 		}
 		args = append(args, r.cfg.BroadcasterArgs...)
 		logf, err := os.Create(t.logPath)

@@ -132,6 +132,8 @@ type serverFlags struct {
 	roleClaim string
 	// clusterSecretFile holds the routes' shared secret.
 	clusterSecretFile string
+	// maxConnsPerAddr is the flag's value: 0 means no limit.
+	maxConnsPerAddr int
 }
 
 // verifierFlags configure a JWT verifier.
@@ -152,6 +154,14 @@ func (v verifierFlags) configured() bool {
 func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadcaster.Config, error) {
 	cfg := sf.cfg
 	cfg.Logger = logger
+	switch {
+	case sf.maxConnsPerAddr < 0:
+		return cfg, errors.New("max-conns-per-addr must not be negative (0: no limit)")
+	case sf.maxConnsPerAddr == 0:
+		cfg.MaxConnsPerAddr = -1
+	default:
+		cfg.MaxConnsPerAddr = sf.maxConnsPerAddr
+	}
 	var keys *auth.KeyStore
 	if sf.apiKeys != "" {
 		ks, err := auth.LoadKeyFile(sf.apiKeys)
@@ -223,7 +233,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.Duration(&cfg.ExpiryGrace, "expiry-grace", events.DefaultExpiryGrace, "how long past expires_at a revocation stays in the log and the full state (agents' leeway must stay below it)")
 	fs.Duration(&cfg.Heartbeat, "heartbeat", broadcaster.DefaultHeartbeat, "interval of ': ping' comments on idle streams, sent only while this node is caught up with the stream leader (checked once per interval)")
 	fs.Duration(&cfg.Retry, "sse-retry", broadcaster.DefaultRetry, "reconnection delay advertised to SSE clients (retry:)")
-	fs.List(&cfg.CORSOrigins, "cors-origins", nil, "origins allowed to read /v1/events from a browser (or *)")
+	fs.List(&cfg.CORSOrigins, "cors-origins", nil, "origins allowed to read /v1/events from a browser (or *); listed origins (not *) may also write")
 
 	// access
 	fs.String(&sf.apiKeys, "api-keys", "", "file of API keys: one \"<name> <role> <sha256>\" per line (see the keygen command)")
@@ -233,7 +243,8 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.List(&sf.auth.audiences, "auth-audience", nil, "required aud of operator JWTs")
 	fs.List(&sf.auth.algs, "auth-algs", nil, "algorithms accepted for operator JWTs (default: those of the configured keys)")
 	fs.String(&sf.roleClaim, "auth-role-claim", "revocast_role", "claim of operator JWTs holding their role (reader or revoker; a string or a list)")
-	fs.Bool(&cfg.Insecure, "insecure", false, "allow beyond loopback: listening without credentials, cluster routes without a secret or TLS, demo credentials (each logged as a warning)")
+	fs.Bool(&cfg.Insecure, "insecure", false, "allow beyond loopback: listening without credentials (and any Host), cluster routes without a secret or TLS, demo credentials (each logged as a warning)")
+	fs.Bool(&cfg.GenericAuthErrors, "generic-auth-errors", false, "answer every 401 with the same text, not saying whether a credential was missing, unknown, expired or revoked")
 	fs.Bool(&cfg.PublicEvents, "public-events", false, "let anyone follow /v1/events even with credentials configured")
 	fs.String(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM) to serve HTTPS and HTTP/2")
 	fs.String(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
@@ -252,6 +263,8 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.Int(&cfg.MaxSubscribers, "max-subscribers", broadcaster.DefaultMaxSubscribers, "concurrent SSE subscribers (503 beyond)")
 	fs.Int(&cfg.MaxSubscribersPerPrincipal, "max-subscribers-per-principal", 0, "concurrent SSE subscribers of one credential, or of one address without credentials (0: three quarters of --max-subscribers)")
 	fs.Uint64(&cfg.MaxLag, "max-lag", hub.DefaultMaxLag, "stream sequences a subscriber may trail the head by before it is disconnected as slow")
+	fs.Duration(&cfg.ReadTimeout, "read-timeout", broadcaster.DefaultReadTimeout, "longest a request may take to arrive, headers and body, from its first byte (authorised streams excepted)")
+	fs.Int(&sf.maxConnsPerAddr, "max-conns-per-addr", broadcaster.DefaultMaxConnsPerAddr, "connections one client IP address may hold open, authorised streams excepted (closed beyond; 0: no limit)")
 	fs.Duration(&cfg.WriteTimeout, "write-timeout", broadcaster.DefaultWriteTimeout, "longest a write to a subscriber may block before it is disconnected")
 
 	// NATS

@@ -125,6 +125,9 @@ func statusWith(t *testing.T, method, url, body, cred string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}

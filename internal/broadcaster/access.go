@@ -48,12 +48,20 @@ func (s *Server) access(need auth.Role, limited bool, h http.HandlerFunc) http.H
 		if !ok {
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		if field := s.crossSite(r); field != "" {
+			s.refuse(w, r, http.StatusForbidden, "cross_site", crossSiteMessage(field), field, nil)
+			return
+		}
 		if limited && !s.allow(w, r, p) {
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		h(w, r)
 	}
 }
+
+// genericAuthError is the text of every 401 with GenericAuthErrors.
+const genericAuthError = "authentication failed"
 
 // authenticate answers 401/403 itself and reports false when the request
 // may not go on.
@@ -65,40 +73,77 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, need auth.
 	switch {
 	case errors.Is(err, auth.ErrNoCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast"`)
-		s.refuse(w, r, http.StatusUnauthorized, "unauthenticated", "authentication required: send Authorization: Bearer <API key or operator JWT>", "", err)
+		s.refuse(w, r, http.StatusUnauthorized, "unauthenticated", s.authError("authentication required: send Authorization: Bearer <API key or operator JWT>"), "", err)
 		return p, false
 	case err != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
-		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "", err)
+		// the reason (unknown, expired, revoked, the library's error) is
+		// for the log only
+		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", s.authError("invalid credentials"), "", err)
 		return p, false
 	case s.guard.check(p, time.Now()) != nil:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="invalid_token"`)
-		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", "invalid credentials", "",
+		s.refuse(w, r, http.StatusUnauthorized, "invalid_credentials", s.authError("invalid credentials"), "",
 			fmt.Errorf("%w (%s)", s.guard.check(p, time.Now()), p.Name))
 		return p, false
 	case !p.Role.Allows(need):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="revocast", error="insufficient_scope"`)
-		s.refuse(w, r, http.StatusForbidden, "forbidden",
+		s.refuse(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), http.StatusForbidden, "forbidden",
 			"this credential has the role "+p.Role.String()+"; "+need.String()+" is needed", "", errors.New("role "+p.Role.String()+" for "+p.Name))
 		return p, false
 	}
 	return p, true
 }
 
+// authError is the text of a 401: msg, or the same generic text for every
+// 401 with GenericAuthErrors.
+func (s *Server) authError(msg string) string {
+	if s.cfg.GenericAuthErrors {
+		return genericAuthError
+	}
+	return msg
+}
+
 // refuse answers an access refusal and writes the audit line: who (as far
 // as known), what, why, from where. Never the credential itself.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string, detail error) {
 	s.metrics.rejected.WithLabelValues(reason).Inc()
+	closeAfter(w)
+	s.log.Warn("request refused", s.refusalAttrs(r, status, reason, field, detail)...)
+	writeError(w, status, msg, field)
+}
+
+// refusalAttrs are the attributes of a refusal's audit line.
+func (s *Server) refusalAttrs(r *http.Request, status int, reason, field string, detail error) []any {
 	attrs := []any{"audit", true, "method", r.Method, "path", r.URL.Path, "status", status,
 		"reason", reason, "remote", r.RemoteAddr}
-	if p, ok := r.Context().Value(principalKey{}).(auth.Principal); ok {
-		attrs = append(attrs, "actor", p.Name)
+	if field != "" {
+		attrs = append(attrs, "field", field)
 	}
+	// who, as far as known: before authentication, anonymous
+	p, ok := r.Context().Value(principalKey{}).(auth.Principal)
+	if !ok {
+		p = auth.Anonymous
+	}
+	attrs = append(attrs, "actor", actorWithKind(p))
 	if detail != nil {
 		attrs = append(attrs, "detail", detail.Error())
 	}
-	s.log.Warn("request refused", attrs...)
-	writeError(w, status, msg, field)
+	return attrs
+}
+
+// actorWithKind names a caller with the kind of its credential, for audit
+// lines: key:ops, jwt:ops, token:alice, anonymous.
+func actorWithKind(p auth.Principal) string {
+	switch p.Kind {
+	case "api-key":
+		return "key:" + p.Name
+	case "jwt":
+		return "jwt:" + p.Name
+	case "token":
+		return p.Name // already token:<sub>
+	}
+	return "anonymous"
 }
 
 // rateLimiter keeps one token bucket per credential, forgetting the least

@@ -119,6 +119,9 @@ func statusOf(t *testing.T, method, u, body, key string) (int, http.Header) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -260,12 +263,13 @@ func TestSubscriberShare(t *testing.T) {
 	})
 }
 
-// TestTimeoutsDoNotCutStreams: a stream outlives the header and idle
+// TestTimeoutsDoNotCutStreams: a stream outlives the header, read and idle
 // timeouts, while a client that never finishes its headers is cut off.
 func TestTimeoutsDoNotCutStreams(t *testing.T) {
 	_, base := startServer(t, func(c *Config) {
 		c.Heartbeat = 100 * time.Millisecond
 		c.ReadHeaderTimeout = 200 * time.Millisecond
+		c.ReadTimeout = 200 * time.Millisecond
 		c.IdleTimeout = 200 * time.Millisecond
 	})
 	sub := subscribe(t, base+"/v1/events?last_event_id=now")

@@ -35,7 +35,8 @@ func BenchmarkAckToReceipt(b *testing.B) {
 }
 
 func benchAckToReceipt(b *testing.B, n int) {
-	cfg := Config{Addr: "127.0.0.1:0", DataDir: b.TempDir()}
+	// n subscribers connect at once from one address
+	cfg := Config{Addr: "127.0.0.1:0", DataDir: b.TempDir(), MaxConnsPerAddr: -1}
 	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)

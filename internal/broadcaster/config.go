@@ -33,7 +33,9 @@ const (
 	DefaultIdleTimeout        = 2 * time.Minute
 	// MaxExpiryGrace bounds --expiry-grace: revocations must leave the
 	// stream by their TTL well before its MaxAge safety net.
-	MaxExpiryGrace = 24 * time.Hour
+	MaxExpiryGrace         = 24 * time.Hour
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultMaxConnsPerAddr = 256
 )
 
 // Config is everything the broadcaster needs; the zero value of a field means
@@ -71,7 +73,16 @@ type Config struct {
 	// connections without sending; neither cuts a stream.
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
-	SweepInterval     time.Duration
+	// ReadTimeout bounds reading a whole request, headers and body, from
+	// its first byte. An authorised /v1/events stream is exempt once it
+	// starts.
+	ReadTimeout time.Duration
+	// MaxConnsPerAddr bounds the connections one client IP address may
+	// hold open, SSE streams excepted once authorised (the subscriber cap
+	// covers those); one more is closed without an answer. Negative: no
+	// limit.
+	MaxConnsPerAddr int
+	SweepInterval   time.Duration
 	// EpochCheckInterval is how often the stream's identity is checked (an
 	// external NATS stream may be deleted and created again).
 	EpochCheckInterval time.Duration
@@ -100,6 +111,9 @@ type Config struct {
 	// one busy address cannot take every slot; zero: three quarters of
 	// MaxSubscribers.
 	MaxSubscribersPerPrincipal int
+	// GenericAuthErrors answers every refused credential (401) with the
+	// same text, whatever the reason (unknown, invalid, expired, revoked).
+	GenericAuthErrors bool
 	// TokenVerifier checks the tokens posted to POST /v1/revoke. Nil: they
 	// are only decoded, and the endpoint then needs the revoker role.
 	TokenVerifier TokenVerifier
@@ -146,6 +160,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

@@ -36,7 +36,7 @@ func (s *Server) routes() http.Handler {
 		eventsRole = auth.RoleNone
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/revocations", s.access(auth.RoleRevoker, true, s.handlePost))
+	mux.HandleFunc("POST /v1/revocations", s.access(auth.RoleRevoker, true, s.jsonBody(s.handlePost)))
 	mux.HandleFunc("GET /v1/revocations", s.access(auth.RoleReader, true, s.handleList))
 	mux.HandleFunc("GET /v1/revocations/{key}", s.access(auth.RoleReader, true, s.handleGet))
 	mux.HandleFunc("DELETE /v1/revocations/{key}", s.access(auth.RoleRevoker, true, s.handleLift))
@@ -49,7 +49,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", s.metrics.handler())
-	return s.recoverPanics(mux)
+	return s.recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// 404 or 405: do not wait for a body nobody will read
+			closeAfter(w)
+		}
+		mux.ServeHTTP(w, r)
+	}))
 }
 
 // apiError is the body of every error answer: a short message for the
@@ -68,15 +74,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// closeAfter ends the connection after a refusal: net/http would otherwise
+// read (up to 256 KiB of) a body nobody wants, before answering and again
+// when the request ends, and keep the connection of a client that is not
+// welcome. The read deadline passes at once, so that whatever of the body
+// is still unread is given up on (the answer is written all the same).
+func closeAfter(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
 func writeError(w http.ResponseWriter, status int, msg, field string) {
 	writeJSON(w, status, apiError{Error: msg, Field: field})
 }
 
+// reject answers a refusal of the request's content (400, 409, 413) and
+// writes its audit line, like refuse.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, status int, reason, msg, field string) {
-	s.metrics.rejected.WithLabelValues(reason).Inc()
-	s.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status,
-		"reason", reason, "field", field, "remote", r.RemoteAddr)
-	writeError(w, status, msg, field)
+	s.refuse(w, r, status, reason, msg, field, nil)
 }
 
 func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
@@ -205,12 +220,9 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Write(append(body, '\n'))
 }
 
-// bodyReadTimeout bounds reading a request body. The server has no
-// ReadTimeout (it would cut SSE streams), so handlers that read set it.
-const bodyReadTimeout = 30 * time.Second
-
+// readBody reads a request body, within the server's read timeout (which
+// runs from the request's first byte).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError

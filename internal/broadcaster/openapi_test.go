@@ -719,6 +719,8 @@ func TestOpenAPIContract(t *testing.T) {
 			t.Fatalf("retry: %s", a.body)
 		}
 		call(t, req{method: "POST", path: revs, body: `{"jti":"contract-other"}`, key: revoker, header: idem, want: 409})
+		call(t, req{method: "POST", path: revs, body: `{"jti":"contract-plain"}`, key: revoker, header: []string{"Content-Type", "text/plain"}, want: 415})
+		call(t, req{method: "POST", path: revs, body: `{"jti":"contract-csrf"}`, key: revoker, header: []string{"Sec-Fetch-Site", "cross-site"}, want: 403})
 		a = call(t, req{method: "POST", path: revs, body: `{"jti":"old","expires_at":"2020-01-01T00:00:00Z"}`, key: revoker, want: 200})
 		if !bytes.Contains(a.body, []byte(`"status":"expired"`)) || a.header.Get("Location") != "" {
 			t.Fatalf("expired: %s %v", a.body, a.header)
@@ -860,8 +862,14 @@ func TestOpenAPIContract(t *testing.T) {
 		form(t, "", "", 401) // the credential is checked before the form is read
 		form(t, "token=%zz", revoker, 400)
 		form(t, "token="+strings.Repeat("x", maxRevokeForm+100), revoker, 413)
-		// not a form: the token is missing
-		call(t, req{method: "POST", path: "/v1/revoke", body: `{"token":"` + tok + `"}`, key: revoker, want: 400})
+		// the same parameters as JSON
+		call(t, req{method: "POST", path: "/v1/revoke", body: `{"token":"` + tok + `"}`, key: revoker, want: 200})
+		call(t, req{method: "POST", path: "/v1/revoke", body: `{"token":`, key: revoker, want: 400})
+		// neither: 415; from a page of another site: 403
+		call(t, req{method: "POST", path: "/v1/revoke", body: "token=" + tok, key: revoker, want: 415,
+			header: []string{"Content-Type", "text/plain"}})
+		call(t, req{method: "POST", path: "/v1/revoke", body: `{"token":"` + tok + `"}`, key: revoker, want: 403,
+			header: []string{"Origin", "https://evil.example"}})
 		var list listAnswer
 		do(t, "GET", base+revs+"?jti=contract-rfc7009", "", bearer(reader)...).decode(t, &list)
 		if len(list.Revocations) != 1 {
@@ -1034,8 +1042,16 @@ func TestOpenAPIContract(t *testing.T) {
 			t.Fatalf("batch with the log down: %s", a.body)
 		}
 		tok := unsignedJWT(`{"jti":"down-4","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`)
-		call(t, req{method: "POST", path: "/v1/revoke", body: url.Values{"token": {tok}}.Encode(), want: 503,
+		call(t, req{method: "POST", path: "/v1/revoke", body: `{"token":"` + tok + `"}`, want: 503})
+		// without credentials: a form with an unverified token, and any
+		// Host that is not loopback, are refused
+		call(t, req{method: "POST", path: "/v1/revoke", body: url.Values{"token": {tok}}.Encode(), want: 415,
 			header: []string{"Content-Type", "application/x-www-form-urlencoded"}})
+		for _, op := range c.operations() {
+			method, path, _ := strings.Cut(op, " ")
+			u := strings.ReplaceAll(path, "{key}", existing.Key)
+			call(t, req{method: method, path: path, url: u, want: 421, header: []string{"Host", "rebound.example"}})
+		}
 		a = call(t, req{method: "DELETE", path: byKey, url: revs + "/" + existing.Key})
 		t.Logf("DELETE with the log down: %d %s", a.status, bytes.TrimSpace(a.body))
 	})

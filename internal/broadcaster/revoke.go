@@ -2,6 +2,7 @@ package broadcaster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ const maxRevokeForm = 64 << 10
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	caller, hasCaller := s.callerForRevoke(r)
+	// credentialed: the caller authenticated with its own credential,
+	// which a page of another site cannot make a browser send
+	credentialed := hasCaller && s.auth.Enabled()
 	if !hasCaller {
 		if s.cfg.TokenVerifier == nil {
 			// authenticate answers 401/403 with the reason
@@ -50,29 +54,67 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		// token holders are rate limited by their address
 		caller = auth.Principal{Name: "token", Kind: "anonymous"}
 	}
+	r = r.WithContext(context.WithValue(r.Context(), principalKey{}, caller))
+	if field := s.crossSite(r); field != "" {
+		s.refuse(w, r, http.StatusForbidden, "cross_site", crossSiteMessage(field), field, nil)
+		return
+	}
 	if !s.allow(w, r, caller) {
 		return
 	}
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeForm)
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.metrics.rejected.WithLabelValues("body_too_large").Inc()
-			writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", "form larger than 64 KiB")
+	var token string
+	switch mediaType(r) {
+	case "application/json":
+		var req struct {
+			Token         string `json:"token"`
+			TokenTypeHint string `json:"token_type_hint,omitempty"`
+		}
+		// other parameters are ignored, as in the form (RFC 7009 §2.1)
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "body larger than 64 KiB", "")
+				return
+			}
+			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed JSON body: want {\"token\":\"…\"}", "")
 			return
 		}
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		token = req.Token
+	case "application/x-www-form-urlencoded":
+		// the form of RFC 7009, which a page of another site can post
+		// without asking: only for a token that is verified (it can
+		// only revoke itself) or a caller with its own credential
+		if s.cfg.TokenVerifier == nil && !credentialed {
+			w.Header().Set("Accept-Post", "application/json")
+			s.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
+				"Content-Type: this broadcaster does not verify posted tokens, so a form is only accepted with a credential; "+
+					"send application/json ({\"token\":\"…\"})", "Content-Type", nil)
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "form larger than 64 KiB", "")
+				return
+			}
+			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed form body", "")
+			return
+		}
+		token = r.PostForm.Get("token")
+	default:
+		w.Header().Set("Accept-Post", "application/json, application/x-www-form-urlencoded")
+		s.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Type: send application/x-www-form-urlencoded (RFC 7009) or application/json", "Content-Type", nil)
 		return
 	}
-	token := r.PostForm.Get("token")
 	if token == "" {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the token parameter is required")
+		s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "the token parameter is required", "token")
 		return
 	}
 	idem, ok := idempotencyKey(r)
 	if !ok {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Idempotency-Key must be 1 to 200 printable ASCII characters")
+		s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "Idempotency-Key must be 1 to 200 printable ASCII characters", "Idempotency-Key")
 		return
 	}
 
@@ -147,8 +189,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	req := logRequest(caller, idem, opRevokeToken, []byte(token))
 	p, err := s.store.PublishRequest(r.Context(), &rev, req)
 	if errors.Is(err, natslog.ErrConflict) {
-		s.metrics.rejected.WithLabelValues("idempotency_conflict").Inc()
-		writeOAuthError(w, http.StatusConflict, "invalid_request", err.Error())
+		s.refuseOAuth(w, r, http.StatusConflict, "idempotency_conflict", "invalid_request", err.Error(), "Idempotency-Key")
 		return
 	}
 	if err != nil {
@@ -214,10 +255,19 @@ func (s *Server) callerForRevoke(r *http.Request) (auth.Principal, bool) {
 	return p, true
 }
 
-// writeOAuthError answers in the error format of RFC 6749 §5.2, which RFC
-// 7009 uses.
-func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+// oauthError is the error format of RFC 6749 §5.2, which RFC 7009 uses.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// refuseOAuth answers a refusal of POST /v1/revoke in the format of RFC
+// 6749 §5.2, and logs it as refuse does.
+func (s *Server) refuseOAuth(w http.ResponseWriter, r *http.Request, status int, reason, code, description, field string) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	closeAfter(w)
+	s.log.Warn("request refused", s.refusalAttrs(r, status, reason, field, nil)...)
+	writeJSON(w, status, oauthError{Error: code, Description: description})
 }
 
 // decodeUnverified reads a JWT's claims without checking its signature: only

@@ -14,11 +14,11 @@ import (
 	"github.com/revocast/revocast/pkg/events"
 )
 
-// hmacTokens verifies the tokens posted to POST /v1/revoke with an HMAC
+// holderTokens verifies the tokens posted to POST /v1/revoke with an HMAC
 // secret, as --token-hmac-secret-file does.
-type hmacTokens []byte
+type holderTokens []byte
 
-func (k hmacTokens) VerifyToken(raw string) (events.Token, time.Time, error) {
+func (k holderTokens) VerifyToken(raw string) (events.Token, time.Time, error) {
 	claims := jwt.MapClaims{}
 	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()).
 		ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return []byte(k), nil })
@@ -60,7 +60,7 @@ func liveState(t *testing.T, base string) map[string]events.Revocation {
 func TestTokenHolderNeverWeakens(t *testing.T) {
 	secret := []byte("revocast token holder tests: 32+ bytes of HMAC secret")
 	a, reader, revoker := keys(t)
-	s, base := startServer(t, func(c *Config) { c.Auth = a; c.PublicEvents = true; c.TokenVerifier = hmacTokens(secret) })
+	s, base := startServer(t, func(c *Config) { c.Auth = a; c.PublicEvents = true; c.TokenVerifier = holderTokens(secret) })
 	const iss = "https://idp.example"
 	now := time.Now()
 

@@ -154,10 +154,18 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.store = store
+	if s.cfg.MaxConnsPerAddr > 0 {
+		ln = newAddrLimiter(ln, s.cfg.MaxConnsPerAddr, s.log,
+			s.metrics.rejected.WithLabelValues("too_many_connections").Inc)
+	}
 	s.http = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
+		Handler: http.HandlerFunc(s.serveHTTP),
+		// every request must arrive whole within ReadTimeout of its
+		// first byte, whoever sends it; an authorised stream lifts it
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
+		ConnContext:       connContext,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.http.RegisterOnShutdown(s.endStreams)
@@ -231,6 +239,16 @@ func (s *Server) open() {
 // serveHTTP serves the full API once the log is open; before that, the
 // probes, metrics and the API description, and it holds or refuses the rest.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// CORS headers go on every answer to an allowed origin, refusals
+	// included, so that a page can read why it was refused
+	if origin := s.allowedOrigin(r); origin != "" {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Add("Vary", "Origin")
+	}
+	if !s.hostAllowed(r) {
+		s.refuseHost(w, r)
+		return
+	}
 	if h := s.router.Load(); h != nil {
 		(*h).ServeHTTP(w, r)
 		return

@@ -37,12 +37,7 @@ const (
 )
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	// CORS headers go on every answer, errors included, so a browser can
-	// read why it was refused
-	if origin := s.allowedOrigin(r); origin != "" {
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Add("Vary", "Origin")
-	}
+	// (serveHTTP set the CORS headers; hijackStream copies them)
 	raw, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if raw == "" {
 		raw, field = r.URL.Query().Get("last_event_id"), "last_event_id"
@@ -79,6 +74,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			"this credential (or address) holds its share of this broadcaster's subscribers; close some or use another credential", "", nil)
 		return
 	}
+	// authorised: the stream outlives the read timeout, and the
+	// subscriber cap bounds it rather than the per-address one
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	releaseConn(r.Context())
 	handedOver := false
 	defer func() {
 		if !handedOver {

@@ -35,7 +35,8 @@ func BearerToken(r *http.Request) string {
 }
 
 type middlewareConfig struct {
-	realm string
+	realm   string
+	generic bool
 }
 
 // MiddlewareOption configures Middleware.
@@ -45,6 +46,19 @@ type MiddlewareOption func(*middlewareConfig)
 func WithRealm(realm string) MiddlewareOption {
 	return func(c *middlewareConfig) { c.realm = realm }
 }
+
+// WithGenericErrors makes every refused token get the same answer: 401,
+// error="invalid_token" and the description GenericDescription, whether
+// it was revoked, expired, badly signed or garbage. Without it the
+// description says why, which also tells a token's thief that its victim
+// noticed (a revocation) and shows verification errors.
+func WithGenericErrors() MiddlewareOption {
+	return func(c *middlewareConfig) { c.generic = true }
+}
+
+// GenericDescription is the error_description of every refused token
+// under WithGenericErrors.
+const GenericDescription = "the access token was not accepted"
 
 // Middleware lets a request through to next only with a bearer token that
 // Check allows, and puts its claims in the request's context
@@ -59,7 +73,7 @@ func (a *Agent) Middleware(next http.Handler, opts ...MiddlewareOption) http.Han
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := a.Check(r.Context(), BearerToken(r))
 		if err != nil {
-			WriteError(w, err, cfg.realm)
+			cfg.writeError(w, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), c)))
@@ -83,6 +97,21 @@ type errorBody struct {
 //
 // The body is JSON: {"error":…,"error_description":…}.
 func WriteError(w http.ResponseWriter, err error, realm string) {
+	middlewareConfig{realm: realm}.writeError(w, err)
+}
+
+// WriteErrorWith answers as WriteError does, configured like Middleware
+// (WithRealm, WithGenericErrors).
+func WriteErrorWith(w http.ResponseWriter, err error, opts ...MiddlewareOption) {
+	var cfg middlewareConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.writeError(w, err)
+}
+
+func (cfg middlewareConfig) writeError(w http.ResponseWriter, err error) {
+	realm := cfg.realm
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	status, body := http.StatusUnauthorized, errorBody{}
@@ -92,6 +121,9 @@ func WriteError(w http.ResponseWriter, err error, realm string) {
 		body.Description = "a bearer token is required"
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrRevoked):
 		desc := Description(err)
+		if cfg.generic {
+			desc = GenericDescription
+		}
 		h.Set("WWW-Authenticate", challenge(realm, "invalid_token", desc))
 		body.Error, body.Description = "invalid_token", desc
 	case errors.Is(err, ErrStale):
