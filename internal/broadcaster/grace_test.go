@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -77,7 +76,7 @@ func TestExpiryGrace(t *testing.T) {
 		{"token expired within the grace (RFC 7009)", func(t *testing.T) {
 			tok := unsignedJWT(`{"jti":"token expired within the grace (RFC 7009)","exp":` + strconv.FormatInt(now.Add(-grace/2).Unix(), 10) + `}`)
 			head := s.hub.Head()
-			if a := doForm(t, base+"/v1/revoke", url.Values{"token": {tok}}.Encode(), ""); a.status != http.StatusOK {
+			if a := do(t, "POST", base+"/v1/revoke", `{"token":"`+tok+`"}`, "Content-Type", "application/json"); a.status != http.StatusOK {
 				t.Fatalf("POST /v1/revoke: %d %s", a.status, a.body)
 			}
 			if s.hub.Head() == head {

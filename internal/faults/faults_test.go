@@ -185,6 +185,7 @@ func TestClusterMinorityStopsAcknowledging(t *testing.T) {
 	client := &http.Client{Timeout: 20 * time.Second}
 	postOnce := func() (int, string) {
 		req, _ := http.NewRequest("POST", survivor.url()+"/v1/revocations", strings.NewReader(`{"jti":"minority"}`))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "minority-1")
 		start := time.Now()
 		resp, err := client.Do(req)
