@@ -96,10 +96,11 @@ type fleet struct {
 
 	mu      sync.Mutex
 	conns   uint64
-	local   map[string]*localAgent // by instance
-	remote  map[string]agentRecord // other nodes' records, by instance
-	changed chan struct{}          // closed and replaced on every change
-	pending []pendingEnforcement   // acknowledged events, ascending seq
+	local   map[string]*localAgent    // by instance
+	remote  map[string]agentRecord    // other nodes' records, by instance
+	foreign map[string]*foreignReport // reports taken here for other nodes' agents
+	changed chan struct{}             // closed and replaced on every change
+	pending []pendingEnforcement      // acknowledged events, ascending seq
 	// coveredAt is the time of the last report that reached the oldest
 	// pending event; settle observes with it
 	coveredAt time.Time
@@ -121,12 +122,33 @@ func newFleet(node string, staleness, retention time.Duration) *fleet {
 		node: node, staleness: staleness, retention: retention, now: time.Now,
 		local:     make(map[string]*localAgent),
 		remote:    make(map[string]agentRecord),
+		foreign:   make(map[string]*foreignReport),
 		changed:   make(chan struct{}),
 		settleDue: make(chan struct{}, 1),
 		epoch:     func() uint64 { return 0 },
 		head:      func() uint64 { return 0 },
 		onLag:     func(float64) {}, onDone: func(float64) {}, gauge: func(float64) {},
 	}
+}
+
+// validInstance: 1 to 64 letters, digits, '-' or '_'.
+func validInstance(id string) bool { return len(id) <= 64 && natslog.ValidPositionKey(id) }
+
+// reportKeyPrefix prefixes the bucket key of a report that reached a node
+// other than the one the agent streams from (behind a load balancer the
+// report's connection may land anywhere); the streaming node takes it in.
+const reportKeyPrefix = "r_"
+
+// foreignReport is what a node holds of reports for an instance that
+// streams from another node, and what it writes under reportKeyPrefix.
+type foreignReport struct {
+	Instance   string    `json:"instance"`
+	Applied    string    `json:"applied"`
+	ReportedAt time.Time `json:"reported_at"`
+	Node       string    `json:"node"` // the node that took the report
+	SeenAt     time.Time `json:"seen_at"`
+
+	dirty bool
 }
 
 // parseAgentHeader reads "<name>; instance=<id>".
@@ -142,7 +164,7 @@ func parseAgentHeader(v string) (name, instance string, err error) {
 			instance = strings.Trim(strings.TrimSpace(val), `"`)
 		}
 	}
-	if !natslog.ValidPositionKey(instance) {
+	if !validInstance(instance) {
 		return "", "", errors.New("instance: 1 to 64 letters, digits, '-' or '_'")
 	}
 	return name, instance, nil
@@ -197,11 +219,22 @@ var errUnknownInstance = errors.New("no subscriber with this instance on this no
 func (f *fleet) report(instance string, applied events.EventID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	now := f.now().UTC()
 	la, ok := f.local[instance]
 	if !ok || la.sub == nil {
+		// an agent of another node, whose report came here: pass it on
+		if r, ok := f.remote[instance]; ok && r.Connected {
+			f.foreign[instance] = &foreignReport{Instance: instance, Applied: applied.String(), ReportedAt: now, Node: f.node, dirty: true}
+			return nil
+		}
 		return errUnknownInstance
 	}
-	now := f.now().UTC()
+	f.reportLocked(la, applied, now)
+	return nil
+}
+
+// reportLocked records a position of a subscriber of this node.
+func (f *fleet) reportLocked(la *localAgent, applied events.EventID, now time.Time) {
 	la.rec.ReportedAt = &now
 	epoch := f.epoch()
 	if len(f.pending) > 0 && applied.Epoch == epoch && applied.Seq >= f.pending[0].seq {
@@ -229,11 +262,14 @@ func (f *fleet) report(instance string, applied events.EventID) error {
 		}
 	}
 	f.notifyLocked()
-	return nil
 }
 
 // remoteUpdate takes a record another node wrote.
-func (f *fleet) remoteUpdate(_ string, value []byte) {
+func (f *fleet) remoteUpdate(key string, value []byte) {
+	if strings.HasPrefix(key, reportKeyPrefix) {
+		f.foreignUpdate(value)
+		return
+	}
 	var r agentRecord
 	if json.Unmarshal(value, &r) != nil || r.Node == f.node {
 		return
@@ -250,6 +286,29 @@ func (f *fleet) remoteUpdate(_ string, value []byte) {
 		}
 	}
 	f.notifyLocked()
+}
+
+// foreignUpdate takes a report another node took for one of this node's
+// subscribers.
+func (f *fleet) foreignUpdate(value []byte) {
+	var fr foreignReport
+	if json.Unmarshal(value, &fr) != nil || fr.Node == f.node {
+		return
+	}
+	applied, err := events.ParseEventID(fr.Applied)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	la, ok := f.local[fr.Instance]
+	if !ok || la.sub == nil || (la.rec.ReportedAt != nil && !fr.ReportedAt.After(*la.rec.ReportedAt)) {
+		return
+	}
+	if applied.Epoch == la.applied.Epoch && applied.Seq < la.applied.Seq {
+		return // older than what it reported here
+	}
+	f.reportLocked(la, applied, fr.ReportedAt.UTC())
 }
 
 func (f *fleet) countLocked() {
@@ -527,6 +586,24 @@ func (f *fleet) flushRecords() map[string][]byte {
 		out[inst] = b
 		la.dirty, la.written = false, now
 	}
+	for inst, fr := range f.foreign {
+		if !fr.dirty {
+			if now.Sub(fr.ReportedAt) > agentLost {
+				delete(f.foreign, inst)
+			}
+			continue
+		}
+		fr.SeenAt = now.UTC()
+		b, err := json.Marshal(fr)
+		if err != nil {
+			continue
+		}
+		if out == nil {
+			out = make(map[string][]byte)
+		}
+		out[reportKeyPrefix+inst] = b
+		fr.dirty = false
+	}
 	return out
 }
 
@@ -586,6 +663,9 @@ func (f *fleet) markDirty(recs map[string][]byte) {
 		if la, ok := f.local[inst]; ok {
 			la.dirty = true
 		}
+		if fr, ok := f.foreign[strings.TrimPrefix(inst, reportKeyPrefix)]; ok && strings.HasPrefix(inst, reportKeyPrefix) {
+			fr.dirty = true
+		}
 	}
 }
 
@@ -621,7 +701,7 @@ func (s *Server) handleApplied(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "want {\"instance\":\"…\",\"applied\":\"<epoch>-<seq>\"}", "")
 		return
 	}
-	if !natslog.ValidPositionKey(rep.Instance) {
+	if !validInstance(rep.Instance) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "instance: 1 to 64 letters, digits, '-' or '_'", "instance")
 		return
 	}
@@ -632,7 +712,7 @@ func (s *Server) handleApplied(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.reports.Inc()
 	if err := s.fleet.report(rep.Instance, id); err != nil {
-		writeError(w, http.StatusNotFound, "no subscriber with this instance on this node: report to the broadcaster streaming to you, with the Revocast-Agent header on the stream", "instance")
+		writeError(w, http.StatusNotFound, "no subscriber with this instance on any node of the cluster: name the agent with the Revocast-Agent header on its stream", "instance")
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

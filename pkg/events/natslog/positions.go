@@ -51,10 +51,13 @@ func (l *Log) OpenPositions(ctx context.Context, ttl time.Duration) (*Positions,
 	}
 }
 
-// ValidPositionKey reports whether k can name a record: 1 to 64 letters,
-// digits, '-' and '_'.
+// MaxPositionKey is the longest key of a record.
+const MaxPositionKey = 96
+
+// ValidPositionKey reports whether k can name a record: 1 to
+// MaxPositionKey letters, digits, '-' and '_'.
 func ValidPositionKey(k string) bool {
-	if len(k) == 0 || len(k) > 64 {
+	if len(k) == 0 || len(k) > MaxPositionKey {
 		return false
 	}
 	for i := 0; i < len(k); i++ {

@@ -58,7 +58,7 @@ func TestPositions(t *testing.T) {
 		want("a1", `{"n":3}`)
 	})
 	t.Run("invalid keys are refused", func(t *testing.T) {
-		for _, k := range []string{"", "a.b", "a b", "*", strings.Repeat("k", 65)} {
+		for _, k := range []string{"", "a.b", "a b", "*", strings.Repeat("k", MaxPositionKey+1)} {
 			if err := p.PutAll(ctx, map[string][]byte{k: []byte("{}")}); err == nil {
 				t.Errorf("key %q accepted", k)
 			}
