@@ -505,6 +505,11 @@ func (a *Agent) onConnect(u string) {
 	if a.connects.Add(1) > 1 {
 		a.metrics.reconnects.Inc()
 	}
+	if a.reports != nil {
+		a.log.Info("connected to broadcaster", "url", redact(u), "last_event_id", a.client.LastEventID(),
+			"name", a.cfg.name, "instance", a.reports.instance)
+		return
+	}
 	a.log.Info("connected to broadcaster", "url", redact(u), "last_event_id", a.client.LastEventID())
 }
 
