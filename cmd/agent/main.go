@@ -78,6 +78,7 @@ type config struct {
 	genericErrors bool
 	logLevel      string
 	logFormat     string
+	name          string
 }
 
 func parseFlags(args []string, getenv func(string) string, output io.Writer) (config, *envflag.Set, error) {
@@ -87,6 +88,7 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	fs.String(&c.tokenFile, "token-file", "", "file holding the API key (or operator JWT) sent to the broadcaster as Authorization: Bearer")
 	fs.String(&c.caFile, "ca-file", "", "PEM file of CA certificates trusted for https broadcaster and JWKS URLs (default: the system roots)")
 	fs.String(&c.addr, "addr", DefaultAddr, "HTTP listen address")
+	fs.String(&c.name, "name", "", "name reported to the broadcaster (GET /v1/agents, revoke --wait); empty: the host name. Each process adds a random instance id")
 	fs.List(&c.publicKeys, "public-key", nil, "PEM file of public keys or certificates that sign tokens (RSA, ECDSA, Ed25519); repeatable")
 	fs.String(&c.hmacFile, "hmac-secret-file", "", "file holding the HS256/HS384/HS512 secret (at least 32 bytes; one trailing newline is ignored)")
 	fs.String(&c.jwks, "jwks", "", "JWKS URL of the token issuer (keys chosen by kid, refreshed in the background)")
@@ -139,6 +141,11 @@ func (c *config) agentOptions(logger *slog.Logger) ([]agent.Option, error) {
 	if c.leeway < 0 {
 		return nil, errors.New("leeway must not be negative")
 	}
+	name := c.name
+	if name == "" {
+		name = defaultName()
+	}
+	opts = append(opts, agent.WithName(name))
 	opts = append(opts, agent.WithLeeway(c.leeway))
 	if c.maxLifetime < 0 {
 		return nil, errors.New("max-token-lifetime must not be negative")
@@ -315,4 +322,12 @@ func (c *config) errorOptions() []agent.MiddlewareOption {
 		opts = append(opts, agent.WithGenericErrors())
 	}
 	return opts
+}
+
+// defaultName is the host name, or "agent" when it cannot be read.
+func defaultName() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "agent"
 }

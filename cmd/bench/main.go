@@ -9,7 +9,8 @@
 //	go run ./cmd/bench [phases] [flags]
 //
 // phases is a comma-separated list of latency, ingest, catchup, memory, or
-// all (the default; --phases does the same). From the module root, the tool
+// all (the default; --phases does the same), and receipts, which all does
+// not include. From the module root, the tool
 // builds ./cmd/broadcaster (or uses --broadcaster-bin) and runs it as a
 // separate process on 127.0.0.1 with a temporary data directory, a fresh one
 // per phase, so that the tool's own CPU and memory stay out of the
@@ -26,6 +27,12 @@
 //	catchup  a live state of S revocations, then a fresh subscriber reads
 //	         /v1/events from the start until synced: events/s, time to the
 //	         first byte and the first event.
+//	receipts N named subscribers; M revocations at a rate, first with nobody
+//	         reporting, then with each subscriber reporting what it
+//	         received as an agent does (at most one report per
+//	         --report-interval): the broadcaster's CPU of each run, reports/s,
+//	         CPU per report, and per revocation its ack until every
+//	         subscriber's report covering it was answered.
 //	memory   the broadcaster's heap and RSS per idle subscriber (from its
 //	         /metrics, after a GC forced through its pprof listener when it
 //	         has one), and the heap of a pkg/agent agent per live revocation
@@ -91,6 +98,8 @@ const (
 	phaseIngest  = "ingest"
 	phaseCatchup = "catchup"
 	phaseMemory  = "memory"
+	// receipts is not part of all: name it
+	phaseReceipts = "receipts"
 )
 
 var allPhases = []string{phaseLatency, phaseIngest, phaseCatchup, phaseMemory}
@@ -120,6 +129,8 @@ type config struct {
 	State             int `json:"state"`
 	MemorySubscribers int `json:"memory_subscribers"`
 
+	ReportInterval time.Duration `json:"report_interval_ns"`
+
 	Timeout           time.Duration `json:"timeout_ns"`
 	Quick             bool          `json:"quick"`
 	JSON              string        `json:"-"`
@@ -134,7 +145,7 @@ func defaultConfig() config {
 		Phases: []string{"all"}, Subscribers: 1000, Revocations: 200, Rate: 10,
 		ConnectRate: 2000, ConnectParallel: 32, Settle: time.Second,
 		Clients: 16, Posts: 20_000, Batch: 5000, Batches: 20, Inflight: 2,
-		State: 100_000, Timeout: 3 * time.Minute,
+		State: 100_000, Timeout: 3 * time.Minute, ReportInterval: 250 * time.Millisecond,
 	}
 }
 
@@ -157,7 +168,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&phases, "phases", phases, "phases to run: latency, ingest, catchup, memory (comma-separated) or all")
+	fs.StringVar(&phases, "phases", phases, "phases to run: latency, ingest, catchup, memory (comma-separated) or all; receipts only when named")
 	fs.StringVar(&cfg.Target, "target", "", "URL of a running broadcaster to measure instead of starting one (memory figures then come from its /metrics only)")
 	fs.StringVar(&cfg.TargetPprof, "target-pprof", "", "with --target: base URL of its pprof listener (http://127.0.0.1:6060), to force GCs and take CPU profiles")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("REVOCAST_TOKEN"), "with --target: bearer credential (revoker) for the API and the stream (default $REVOCAST_TOKEN)")
@@ -179,6 +190,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "ingest, state preload: batches in flight")
 	fs.IntVar(&cfg.State, "state", cfg.State, "catchup, memory: live revocations the broadcaster holds (preloaded with batches)")
 	fs.IntVar(&cfg.MemorySubscribers, "memory-subscribers", 0, "memory: idle subscribers connected (default: --subscribers)")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "receipts: least time between two reports of one subscriber (the agent's default)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest each phase may take")
 	fs.BoolVar(&cfg.Quick, "quick", false, "small sizes, about a minute: 100 subscribers, 100 revocations at 50/s, 5,000 posts, 10 batches, state 100,000 (explicit flags win)")
 	fs.StringVar(&cfg.JSON, "json", "", "also write every result, the parameters and the machine to this file")
@@ -186,7 +198,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.CPUProfileSeconds, "cpuprofile-seconds", 0, "length of each CPU profile (default: latency's posting time, 2 s for ingest; at least 1 s)")
 	fs.BoolVar(&cfg.Verbose, "v", false, "print progress")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: bench [latency|ingest|catchup|memory|all[,…]] [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: bench [latency|ingest|catchup|memory|receipts|all[,…]] [flags]\n\n"+
 			"Measures a real revocast broadcaster over loopback and prints each figure next to its target.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -217,10 +229,10 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		switch {
 		case p == "all":
 			cfg.Phases = append(cfg.Phases, allPhases...)
-		case slices.Contains(allPhases, p):
+		case slices.Contains(allPhases, p) || p == phaseReceipts:
 			cfg.Phases = append(cfg.Phases, p)
 		default:
-			return cfg, fmt.Errorf("unknown phase %q: want latency, ingest, catchup, memory or all", p)
+			return cfg, fmt.Errorf("unknown phase %q: want latency, ingest, catchup, memory, receipts or all", p)
 		}
 	}
 	if cfg.MemorySubscribers <= 0 {
@@ -249,6 +261,8 @@ func (c *config) validate() error {
 	check(c.Inflight >= 1, "--inflight must be at least 1")
 	check(c.State >= 1, "--state must be at least 1")
 	check(c.Timeout > 0, "--timeout must be positive")
+	check(c.ReportInterval > 0, "--report-interval must be positive")
+	check(!c.has(phaseReceipts) || c.Rate > 0, "receipts needs a --rate")
 	check(c.Settle >= 0, "--settle must not be negative")
 	check(c.CPUProfileSeconds >= 0, "--cpuprofile-seconds must not be negative")
 	check(c.Target == "" || c.BroadcasterBin == "", "--target and --broadcaster-bin exclude each other")

@@ -174,6 +174,10 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || strings.Join(cfg.Phases, ",") != "memory" || cfg.Rate != 0 || cfg.Subscribers != 1000 {
 		t.Errorf("phase after flags: %+v, %v", cfg, err)
 	}
+	cfg, err = parseArgs([]string{"receipts", "--report-interval", "1s"}, io.Discard)
+	if err != nil || strings.Join(cfg.Phases, ",") != "receipts" || cfg.ReportInterval != time.Second {
+		t.Errorf("receipts: %+v, %v", cfg, err)
+	}
 	cfg, err = parseArgs(nil, io.Discard)
 	if err != nil || strings.Join(cfg.Phases, ",") != "latency,ingest,catchup,memory" {
 		t.Errorf("defaults: %+v, %v", cfg, err)
@@ -181,6 +185,7 @@ func TestParseArgs(t *testing.T) {
 	for _, args := range [][]string{
 		{"warp"}, {"--subscribers", "0"}, {"--target", "http://example.com:8080"},
 		{"--target", "http://127.0.0.1:1", "--broadcaster-bin", "x"}, {"--timeout", "0s"}, {"latency", "extra"},
+		{"receipts", "--rate", "0"}, {"receipts", "--report-interval", "0s"},
 	} {
 		if _, err := parseArgs(args, io.Discard); err == nil {
 			t.Errorf("parseArgs(%q) accepted", args)
@@ -270,4 +275,33 @@ func BenchmarkReaders(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestSmokeReceipts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts a real broadcaster process")
+	}
+	cfg := defaultConfig()
+	cfg.Phases = []string{phaseReceipts}
+	cfg.Subscribers, cfg.MemorySubscribers, cfg.Revocations, cfg.Rate = 10, 10, 20, 50
+	cfg.Settle, cfg.Timeout = 100*time.Millisecond, 2*time.Minute
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	res, err := run(ctx, cfg, &out)
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Receipts
+	if r == nil {
+		t.Fatal("no receipts result")
+	}
+	if r.Reports < 1 || r.ReportErrors != 0 || r.Enforced != 20 || r.FanoutCPU < 0 || r.ReceiptsSeconds <= 0 {
+		t.Errorf("receipts: %+v", r)
+	}
+	checkDist(t, "ack to enforced", r.AckToEnforced, 20)
 }

@@ -32,6 +32,7 @@ type Results struct {
 	Ingest      *IngestResult   `json:"ingest,omitempty"`
 	Catchup     *CatchupResult  `json:"catchup,omitempty"`
 	Memory      *MemoryResult   `json:"memory,omitempty"`
+	Receipts    *ReceiptsResult `json:"receipts,omitempty"`
 	// Profiles of the broadcaster by name (--profile-dir): look at them
 	// with go tool pprof -top BINARY FILE.
 	Profiles map[string]string `json:"profiles,omitempty"`
@@ -92,6 +93,9 @@ func run(ctx context.Context, cfg config, out io.Writer) (*Results, error) {
 	if cfg.has(phaseMemory) {
 		need = max(need, cfg.MemorySubscribers)
 	}
+	if cfg.has(phaseReceipts) {
+		need = max(need, 2*cfg.Subscribers) // a stream and a report connection each
+	}
 	lim, err := raiseOpenFiles(need + cfg.Clients + cfg.Inflight + 256)
 	r.res.Machine.OpenFiles = lim
 	r.header(lim)
@@ -122,6 +126,9 @@ func run(ctx context.Context, cfg config, out io.Writer) (*Results, error) {
 	}
 	if cfg.has(phaseIngest) {
 		steps = append(steps, step{phaseIngest, true, r.runIngest})
+	}
+	if cfg.has(phaseReceipts) {
+		steps = append(steps, step{phaseReceipts, true, r.runReceipts})
 	}
 	// The idle-subscriber memory is measured on a broadcaster that has not
 	// just ingested anything (JetStream's duplicate window keeps every

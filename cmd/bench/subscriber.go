@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,11 @@ type subscriber struct {
 
 	err  error // why reading stopped; set before done is closed
 	done chan struct{}
+
+	// receipts phase: the instance it names itself with, and a one-slot
+	// signal of new events for its reporter
+	instance string
+	poke     chan struct{}
 }
 
 type subOptions struct {
@@ -51,7 +57,13 @@ type subOptions struct {
 	record  int // receipts kept (sequence and time); 0: none
 	connBuf int // bufio size on the socket
 	lineBuf int // bufio size on the body
+	// agent, when set, names each subscriber with a Revocast-Agent header
+	// (instance agent-<n>) and gives it a poke channel (receipts phase)
+	agent string
 }
+
+// instances numbers the instances of named subscribers.
+var instances atomic.Int64
 
 var (
 	idPrefix     = []byte("id:")
@@ -77,6 +89,11 @@ func dialSubscriber(ctx context.Context, host string, o subOptions, base time.Ti
 	if o.token != "" {
 		req.WriteString("Authorization: Bearer " + o.token + "\r\n")
 	}
+	var instance string
+	if o.agent != "" {
+		instance = o.agent + "-" + strconv.FormatInt(instances.Add(1), 10)
+		req.WriteString("Revocast-Agent: " + o.agent + "; instance=" + instance + "\r\n")
+	}
 	req.WriteString("\r\n")
 	if _, err := conn.Write(req.Bytes()); err != nil {
 		conn.Close()
@@ -95,7 +112,10 @@ func dialSubscriber(ctx context.Context, host string, o subOptions, base time.Ti
 		return nil, fmt.Errorf("GET %s: status %d: %s", o.path, resp.StatusCode, bytes.TrimSpace(msg))
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s := &subscriber{conn: conn, base: base, headerAt: headerAt, done: make(chan struct{})}
+	s := &subscriber{conn: conn, base: base, headerAt: headerAt, done: make(chan struct{}), instance: instance}
+	if instance != "" {
+		s.poke = make(chan struct{}, 1)
+	}
 	s.lines = bufio.NewReaderSize(countingReader{resp.Body, &s.bytes}, o.lineBuf)
 	if o.record > 0 {
 		s.seqs = make([]uint64, 0, o.record)
@@ -130,6 +150,12 @@ func (s *subscriber) read(synced *atomic.Int64) {
 			s.overflow++
 		}
 		s.last.Store(seq)
+		if s.poke != nil {
+			select {
+			case s.poke <- struct{}{}:
+			default:
+			}
+		}
 	}, func() {
 		if s.syncedAt.Load() == 0 {
 			s.syncedAt.Store(max(1, int64(time.Since(s.base))))

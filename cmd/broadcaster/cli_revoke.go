@@ -209,6 +209,7 @@ type revokeFlags struct {
 	reason       string
 	idemKey      string
 	json         bool
+	wait         waitFlag
 	bulk         bulkFlags
 }
 
@@ -221,6 +222,10 @@ expires. A token is revoked when it matches every matcher given.
   broadcaster revoke --sub mallory --ban --reason abuse
   broadcaster revoke --kid 2024-signing-key       # every token signed with this key
   broadcaster revoke --iss https://idp.example.com --claim tenant=acme
+
+With --wait, waits until every agent connected to the cluster applied it:
+"enforced by 3 of 3 agents in 41 ms"; exits with 7 at the timeout, naming the
+agents that have not.
 
 With --jti-file FILE (or - for stdin), posts one jti per line in batches and can
 resume an interrupted run: see "Command-line client" in the README.`
@@ -235,6 +240,7 @@ func cmdRevoke(ctx context.Context, args []string, env cliEnv) error {
 	fs.FlagSet.StringVar(&f.reason, "reason", "", "free text for the audit trail")
 	fs.FlagSet.StringVar(&f.idemKey, "idempotency-key", "", "makes retrying safe: a second post with the same key is answered with the first one's result")
 	fs.FlagSet.BoolVar(&f.json, "json", false, "print the server's answer as JSON")
+	fs.FlagSet.Var(&f.wait, "wait", "--wait or --wait=DURATION (default 30s): wait until every connected agent applied the revocation; prints \"enforced by N of N agents in T ms\", exits with 7 naming the agents that have not")
 	f.bulk.add(fs)
 	c.addFlags(fs)
 	pos, err := parseArgs(fs, args)
@@ -252,6 +258,9 @@ func cmdRevoke(ctx context.Context, args []string, env cliEnv) error {
 		}
 	}
 	if f.bulk.file != "" {
+		if f.wait.set {
+			return usageErr("--wait goes with one revocation, not --jti-file")
+		}
 		return runBulk(ctx, env, fs, &c, &f, expires, now)
 	}
 	if f.bulk.set(fs) {
@@ -281,6 +290,7 @@ func cmdRevoke(ctx context.Context, args []string, env cliEnv) error {
 	if f.idemKey != "" {
 		hdr["Idempotency-Key"] = f.idemKey
 	}
+	start := time.Now()
 	a, err := c.do(ctx, "POST", "/v1/revocations", nil, body, hdr)
 	if err != nil {
 		return err
@@ -288,17 +298,27 @@ func cmdRevoke(ctx context.Context, args []string, env cliEnv) error {
 	if a.status != 200 && a.status != 201 {
 		return c.statusError(a, "revoke")
 	}
-	if f.json {
-		return compactLine(env.stdout, a.body)
-	}
 	var stored struct {
 		events.Revocation
 		Status string `json:"status"`
 	}
+	if f.json {
+		if err := compactLine(env.stdout, a.body); err != nil {
+			return err
+		}
+	}
 	if err := json.Unmarshal(a.body, &stored); err != nil {
 		return &exitError{exitFailure, fmt.Errorf("revoke: unexpected answer from the server: %v", err)}
 	}
-	return printStored(env.stdout, &stored.Revocation, stored.Status, time.Now())
+	if !f.json {
+		if err := printStored(env.stdout, &stored.Revocation, stored.Status, time.Now()); err != nil {
+			return err
+		}
+	}
+	if !f.wait.set || stored.Status == "expired" {
+		return nil
+	}
+	return waitEnforced(ctx, &c, env, stored.Key, f.wait.timeout, start, f.json)
 }
 
 // printStored prints a stored revocation as aligned "field value" lines.

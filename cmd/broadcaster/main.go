@@ -60,6 +60,7 @@ const (
 	exitAuth        = 4 // missing or refused credentials (401, 403)
 	exitInvalid     = 5 // the server refused the input (400, 413)
 	exitRateLimited = 6 // 429: slow down and retry
+	exitNotEnforced = 7 // revoke --wait: stored, but not every connected agent applied it in time
 )
 
 func exitCode(err error, stderr io.Writer) int {

@@ -52,7 +52,7 @@ func TestREADMECurlExamples(t *testing.T) {
 	doc := readme(t)
 	p := testutil.Start(t, "broadcaster", "/readyz", "--data", t.TempDir(), "--addr", "127.0.0.1:0")
 	host := strings.TrimPrefix(p.URL, "http://")
-	for _, heading := range []string{"## Revoking tokens with curl", "## Following the stream"} {
+	for _, heading := range []string{"## Revoking tokens with curl", "## Following the stream", "## Is this token dead everywhere?"} {
 		for _, m := range shBlock.FindAllStringSubmatch(section(t, doc, heading), -1) {
 			script := strings.ReplaceAll(m[1], "localhost:8080", host)
 			// a followed stream never ends by itself: stop it after 2s

@@ -121,6 +121,14 @@ type Config struct {
 	TLSCertFile string
 	TLSKeyFile  string
 
+	// AgentStaleness: an agent that reported nothing for this long is
+	// listed as not fresh. AgentRetention: how long a disconnected agent
+	// stays listed (and the TTL of the positions bucket). AgentFlush: how
+	// often this node writes its agents' reports for the other nodes.
+	AgentStaleness time.Duration
+	AgentRetention time.Duration
+	AgentFlush     time.Duration
+
 	// PprofAddr is a loopback host:port serving net/http/pprof; empty: none.
 	PprofAddr string
 
@@ -175,6 +183,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.AgentStaleness <= 0 {
+		c.AgentStaleness = DefaultAgentStaleness
+	}
+	if c.AgentRetention <= 0 {
+		c.AgentRetention = DefaultAgentRetention
+	}
+	if c.AgentFlush <= 0 {
+		c.AgentFlush = DefaultAgentFlush
 	}
 	if c.Auth == nil {
 		c.Auth = auth.New(nil, nil)

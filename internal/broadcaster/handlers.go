@@ -45,6 +45,11 @@ func (s *Server) routes() http.Handler {
 	// reconnects at once, and EventSource gives up for good on a 429
 	mux.HandleFunc("GET /v1/events", s.access(eventsRole, false, s.handleEvents))
 	mux.HandleFunc("OPTIONS /v1/events", s.handleEventsPreflight)
+	// reports come from the agents, with the stream's credentials; like
+	// the stream they are not rate limited (a thousand agents report at
+	// once after every event)
+	mux.HandleFunc("POST /v1/agents/applied", s.access(eventsRole, false, s.handleApplied))
+	mux.HandleFunc("GET /v1/agents", s.access(auth.RoleReader, true, s.handleAgents))
 	mux.HandleFunc("GET /v1/openapi.json", s.handleOpenAPI)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
@@ -248,6 +253,12 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "Idempotency-Key must be 1 to 200 printable ASCII characters", "Idempotency-Key")
 		return
 	}
+	wait, ok := s.waitParam(w, r)
+	if !ok {
+		return
+	}
+	ctx := context.WithValue(r.Context(), waitKey{}, wait)
+	r = r.WithContext(ctx)
 	revs, batch, err := events.DecodeRequest(body, s.cfg.MaxBatch)
 	if err != nil {
 		s.rejectInvalid(w, r, err)
@@ -322,13 +333,47 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 		// p.Stored is what the first request stored
 		status, code = "duplicate", http.StatusOK
 	} else {
+		s.fleet.acknowledged(p.Seq, time.Now())
 		s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
 		s.audit(r, "revoked", rev.Key, rev.Reason, p.Seq)
 	}
 	id := events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String()
 	s.waitApplied(r.Context(), p.Seq)
 	w.Header().Set("Location", "/v1/revocations/"+rev.Key)
-	writeRawJSON(w, code, appendResult(nil, p.Stored, id, p.Seq, status, ""))
+	writeRawJSON(w, code, s.withEnforcement(r, appendResult(nil, p.Stored, id, p.Seq, status, ""), p.Seq))
+}
+
+// maxWait bounds POST /v1/revocations?wait=.
+const maxWait = 5 * time.Minute
+
+// waitKey carries the wait parameter of a write in its context.
+type waitKey struct{}
+
+// waitParam reads ?wait=<duration> (Go syntax: 500ms, 10s, 2m).
+func (s *Server) waitParam(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxWait {
+		s.reject(w, r, http.StatusBadRequest, "invalid", "wait: a duration from 0s to 5m, such as 10s", "wait")
+		return 0, false
+	}
+	return d, true
+}
+
+// withEnforcement waits, when the request asked to (?wait=), until every
+// connected agent applied seq or the wait is over, and adds
+// "enforcement" to the answer object.
+func (s *Server) withEnforcement(r *http.Request, obj []byte, seq uint64) []byte {
+	wait, ok := r.Context().Value(waitKey{}).(time.Duration)
+	if !ok || !r.URL.Query().Has("wait") {
+		return obj
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	return appendEnforcement(obj, s.waitEnforced(ctx, seq))
 }
 
 func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) {
@@ -441,7 +486,11 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 	s.metrics.published.WithLabelValues(events.TypeRevoke).Add(float64(created))
 	s.metrics.publishLatency.Observe(time.Since(start).Seconds())
 	if maxSeq > 0 {
+		if created > 0 {
+			s.fleet.acknowledged(maxSeq, time.Now())
+		}
 		s.waitApplied(r.Context(), maxSeq)
+		buf = s.withEnforcement(r, buf, maxSeq)
 	}
 	switch {
 	case failed > 0:
@@ -576,6 +625,7 @@ func (s *Server) handleLift(w http.ResponseWriter, r *http.Request) {
 	if p.Duplicate {
 		status = "duplicate"
 	} else {
+		s.fleet.acknowledged(p.Seq, time.Now())
 		s.metrics.published.WithLabelValues(events.TypeLift).Inc()
 		s.audit(r, "lifted", key, reason, p.Seq)
 	}
@@ -676,9 +726,10 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")
 		return
 	}
+	e, _ := s.fleet.enforcementOf(revocationSeq(data))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(data, '\n')) // copies: hub.Get clips the shared bytes' capacity
+	w.Write(append(appendEnforcement(data, e), '\n')) // appendEnforcement copies the shared bytes
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {

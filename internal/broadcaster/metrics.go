@@ -20,6 +20,11 @@ type metrics struct {
 	resets         prometheus.Counter
 	rejected       *prometheus.CounterVec
 	currentChecks  *prometheus.CounterVec
+	// receipts
+	agentsConnected prometheus.Gauge
+	appliedLag      prometheus.Histogram
+	enforced        prometheus.Histogram
+	reports         prometheus.Counter
 }
 
 func newMetrics(current func() *hub.Hub) *metrics {
@@ -60,6 +65,25 @@ func newMetrics(current func() *hub.Hub) *metrics {
 			Help: "Requests refused, by reason.",
 		}, []string{"reason"}),
 	}
+	m.agentsConnected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "revocast", Subsystem: "broadcaster", Name: "agents_connected",
+		Help: "Subscribers of this node that named themselves (Revocast-Agent header).",
+	})
+	m.appliedLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "revocast", Subsystem: "broadcaster", Name: "agent_applied_lag",
+		Help:    "Stream sequences between this node's head and the position an agent reported applied, per report.",
+		Buckets: []float64{0, 1, 2, 5, 10, 50, 100, 1000, 10000},
+	})
+	m.enforced = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "revocast", Subsystem: "broadcaster", Name: "enforced_everywhere_seconds",
+		Help:    "Time from the log's acknowledgement of a write taken by this node until every connected agent of the cluster reported it applied.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.reports = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "revocast", Subsystem: "broadcaster", Name: "agent_reports_total",
+		Help: "Applied-position reports received from agents.",
+	})
+	reg.MustRegister(m.agentsConnected, m.appliedLag, m.enforced, m.reports)
 	reg.MustRegister(m.published, m.publishLatency, m.replays, m.resets, m.rejected, m.currentChecks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "revocast", Subsystem: "broadcaster", Name: "subscribers",

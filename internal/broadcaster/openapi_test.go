@@ -982,6 +982,40 @@ func TestOpenAPIContract(t *testing.T) {
 		}
 	})
 
+	t.Run("agents", func(t *testing.T) {
+		sub := subscribe(t, base+"/v1/events", "Authorization", "Bearer "+reader, AgentHeader, "contract-agent; instance=c0ffee")
+		var head string
+		for _, ev := range sub.until(t, events.TypeSynced) {
+			var sy events.Synced
+			if ev.Type == events.TypeSynced && json.Unmarshal(ev.Data, &sy) == nil {
+				head = sy.Head
+			}
+		}
+		call(t, req{method: "GET", path: "/v1/events", url: "/v1/events?last_event_id=now", key: reader, header: []string{AgentHeader, "no instance"}, want: 400})
+		const applied = "/v1/agents/applied"
+		call(t, req{method: "POST", path: applied, body: `{"instance":"c0ffee","applied":"` + head + `"}`, key: reader, want: 204})
+		call(t, req{method: "POST", path: applied, body: `{"instance":"elsewhere","applied":"` + head + `"}`, key: reader, want: 404})
+		call(t, req{method: "POST", path: applied, body: `{"instance":"c0ffee"}`, key: reader, want: 400})
+		call(t, req{method: "POST", path: applied, body: `{"instance":"c0ffee","applied":"1-1","pad":"` + strings.Repeat("x", 2048) + `"}`, key: reader, want: 413})
+		call(t, req{method: "POST", path: applied, body: `{"instance":"c0ffee","applied":"1-1"}`, want: 401})
+		call(t, req{method: "POST", path: applied, body: `{"instance":"c0ffee","applied":"1-1"}`, key: nobody, want: 403})
+		a := call(t, req{method: "GET", path: "/v1/agents", key: reader, want: 200})
+		if !bytes.Contains(a.body, []byte(`"instance":"c0ffee"`)) {
+			t.Fatalf("GET /v1/agents: %s", a.body)
+		}
+		call(t, req{method: "GET", path: "/v1/agents", want: 401})
+		call(t, req{method: "GET", path: "/v1/agents", key: nobody, want: 403})
+		a = call(t, req{method: "POST", path: revs, url: revs + "?wait=50ms", body: `{"sub":"contract-wait"}`, key: revoker, want: 201})
+		if !bytes.Contains(a.body, []byte(`"enforcement":{"agents":1,"applied":0,`)) {
+			t.Fatalf("POST ?wait=50ms: %s", a.body)
+		}
+		a = call(t, req{method: "POST", path: revs, url: revs + "?wait=50ms", body: `{"revocations":[{"sub":"contract-wait-2"}]}`, key: revoker, want: 201})
+		if !bytes.Contains(a.body, []byte(`"enforcement":`)) {
+			t.Fatalf("batch POST ?wait=50ms: %s", a.body)
+		}
+		call(t, req{method: "POST", path: revs, url: revs + "?wait=forever", body: `{"sub":"contract-wait"}`, key: revoker, want: 400})
+	})
+
 	// callOn is call for another server, without credentials.
 	callOn := func(base string) func(t *testing.T, r req) answer {
 		return func(t *testing.T, r req) answer {
@@ -1011,6 +1045,7 @@ func TestOpenAPIContract(t *testing.T) {
 		call(t, req{method: "POST", path: revs, body: `{"jti":"limited"}`, want: 201})
 		call(t, req{method: "POST", path: revs, body: `{"jti":"limited-2"}`, want: 429})
 		call(t, req{method: "GET", path: revs, want: 429})
+		call(t, req{method: "GET", path: "/v1/agents", want: 429})
 		call(t, req{method: "GET", path: byKey, url: revs + "/" + strings.Repeat("0", 32), want: 429})
 		call(t, req{method: "DELETE", path: byKey, url: revs + "/" + strings.Repeat("0", 32), want: 429})
 		call(t, req{method: "POST", path: "/v1/revoke", body: "token=x", want: 429,

@@ -36,6 +36,7 @@ type Server struct {
 
 	store   *natslog.Log
 	hub     *hub.Hub
+	fleet   *fleet // the agents and what they applied
 	auth    *auth.Authenticator
 	guard   *operatorGuard // nil without operator JWTs
 	limiter *rateLimiter
@@ -98,6 +99,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.opened, s.ready = make(chan struct{}), make(chan struct{})
 	s.clock = time.Now()
+	s.fleet = newFleet(cfg.NATS.ServerName, cfg.AgentStaleness, cfg.AgentRetention)
+	if s.fleet.node == "" {
+		s.fleet.node = "revocast"
+	}
 	s.metrics = newMetrics(func() *hub.Hub {
 		select {
 		case <-s.opened:
@@ -106,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 			return nil
 		}
 	})
+	s.fleet.onLag, s.fleet.onDone, s.fleet.gauge = s.metrics.appliedLag.Observe, s.metrics.enforced.Observe, s.metrics.agentsConnected.Set
 	s.streams, s.endStreams = context.WithCancel(context.Background())
 	s.background, s.endBackground = context.WithCancel(context.Background())
 	return s, nil
@@ -217,9 +223,18 @@ func (s *Server) open() {
 	}
 	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag), hub.WithExpiryGrace(s.cfg.ExpiryGrace))
 	s.hub = h
+	s.fleet.epoch, s.fleet.head = h.Epoch, h.Head
 	router := s.routes()
 	s.router.Store(&router)
-	s.wg.Add(5)
+	s.wg.Add(7)
+	go func() {
+		defer s.wg.Done()
+		s.fleet.settleLoop(s.background)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runFleet(s.background)
+	}()
 	go s.follow()
 	go s.sweep()
 	go s.watch()

@@ -57,6 +57,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		mode = fromID
 	}
 
+	var agentName, agentInstance string
+	if v := r.Header.Get(AgentHeader); v != "" {
+		var err error
+		if agentName, agentInstance, err = parseAgentHeader(v); err != nil {
+			s.reject(w, r, http.StatusBadRequest, "invalid", AgentHeader+": want <name>; instance=<id>: "+err.Error(), AgentHeader)
+			return
+		}
+	}
+
 	// reserve a place atomically, so that a burst of connections cannot
 	// overshoot the cap; the stream gives it back when it ends
 	if s.streamsOpen.Add(1) > int64(s.cfg.MaxSubscribers) {
@@ -111,11 +120,19 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	case mode == fromID:
 		s.metrics.replays.Inc()
 	}
-	subscribe := func() *hub.Subscription {
+	// subscribe registers the subscription, and the agent when it named
+	// itself; the function returned records that it left
+	subscribe := func() (*hub.Subscription, func()) {
+		var sub *hub.Subscription
 		if mode == liveOnly {
-			return s.hub.SubscribeAtHead()
+			sub = s.hub.SubscribeAtHead()
+		} else {
+			sub = s.hub.Subscribe(after)
 		}
-		return s.hub.Subscribe(after)
+		if agentInstance != "" {
+			return sub, s.fleet.connect(agentName, agentInstance, sub)
+		}
+		return sub, func() {}
 	}
 
 	// HTTP/1.1: take the connection over from net/http and stream on it
@@ -127,10 +144,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 {
 		if conn, err := s.hijackStream(w, reset); err == nil {
 			handedOver = true
-			sub := subscribe()
+			sub, left := subscribe()
 			s.pumps.Add(1)
 			go func() {
 				defer s.pumps.Done()
+				defer left()
 				defer s.streamsOpen.Add(-1)
 				defer share.release()
 				defer conn.Close()
@@ -164,7 +182,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	sub := subscribe()
+	sub, left := subscribe()
+	defer left()
 	defer sub.Close()
 	s.endStream(s.pump(ctx, st, sub), ctx, r.RemoteAddr)
 }

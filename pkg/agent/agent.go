@@ -104,6 +104,7 @@ type Agent struct {
 	spilledBase atomic.Uint64 // SpilledTotal of retired denylists
 	results     [numResults]atomic.Uint64
 	metrics     *metrics
+	reports     *reporter // nil without a name
 }
 
 // New returns an agent that follows the broadcasters at urls (base URLs
@@ -125,6 +126,9 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 			return nil, err
 		}
 		streams[i] = s
+	}
+	if err := checkName(cfg.name); err != nil {
+		return nil, err
 	}
 	if err := checkJWKSURL(cfg.jwksURL); err != nil {
 		return nil, err
@@ -177,6 +181,16 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 			}
 		}
 	}
+	if cfg.name != "" {
+		a.reports = newReporter(newInstance(), cfg.reportInterval, cfg.httpClient, hook)
+		named, value := hook, a.reports.header(cfg.name)
+		hook = func(r *http.Request) {
+			if named != nil {
+				named(r)
+			}
+			r.Header.Set(AgentHeader, value)
+		}
+	}
 	copts := []sse.ClientOption{
 		sse.WithLogger(a.log),
 		sse.WithActivityHook(a.onActivity),
@@ -212,6 +226,8 @@ func defaultConfig(opts []Option) config {
 		jwksMin:       DefaultJWKSMinRefreshInterval,
 		jwksTimeout:   DefaultJWKSTimeout,
 		maxBackoff:    DefaultMaxBackoff,
+
+		reportInterval: DefaultReportInterval,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -311,6 +327,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { j.run(runCtx) })
 	}
 	wg.Go(func() { a.sweepLoop(runCtx) })
+	if a.reports != nil {
+		wg.Go(func() { a.reports.run(runCtx) })
+	}
 	err := a.client.Run(runCtx, a.handle)
 	cancel()
 	wg.Wait()
@@ -347,6 +366,15 @@ func (a *Agent) Sweep() int {
 // handle applies one event. It runs on Run's goroutine only, so view swaps
 // need no lock against each other; Check reads the view atomically.
 func (a *Agent) handle(ev sse.Event) error {
+	err := a.apply(ev)
+	if a.reports != nil && err == nil && ev.ID != "" {
+		a.reports.setApplied(ev.ID)
+		a.reports.poke()
+	}
+	return err
+}
+
+func (a *Agent) apply(ev sse.Event) error {
 	switch ev.Type {
 	case events.TypeRevoke:
 		var r events.Revocation
@@ -429,6 +457,11 @@ func (a *Agent) handleSynced(ev sse.Event) error {
 		a.view.Store(&denyView{check: []*cache.Denylist{v.apply}, apply: v.apply})
 		a.log.Info("denylist rebuilt", "revocations", a.denylistSize(v.apply))
 	}
+	if a.reports != nil && s.Head != "" {
+		// everything up to the head is applied
+		a.reports.setApplied(s.Head)
+		a.reports.poke()
+	}
 	if !a.synced.Swap(true) {
 		a.log.Info("agent synced", "head", s.Head, "revocations", a.denylistSize(v.apply))
 		a.maybeReady()
@@ -458,20 +491,44 @@ func (a *Agent) maybeReady() {
 
 func (a *Agent) onActivity(time.Time) {
 	a.lastActivity.Store(a.now().UnixNano())
+	if a.reports != nil {
+		a.reports.poke() // a heartbeat (or an event) is worth a report
+	}
 	if a.staleLogged.Load() && a.staleLogged.CompareAndSwap(true, false) {
 		a.log.Info("stream active again: the agent is fresh")
 	}
 }
 
 func (a *Agent) onConnect(u string) {
+	if a.reports != nil {
+		a.reports.connected(u)
+	}
 	if a.connects.Add(1) > 1 {
 		a.metrics.reconnects.Inc()
+	}
+	if a.reports != nil {
+		a.log.Info("connected to broadcaster", "url", redact(u), "last_event_id", a.client.LastEventID(),
+			"name", a.cfg.name, "instance", a.reports.instance)
+		return
 	}
 	a.log.Info("connected to broadcaster", "url", redact(u), "last_event_id", a.client.LastEventID())
 }
 
 func (a *Agent) onDisconnect(u string, err error) {
 	a.log.Debug("disconnected from broadcaster", "url", redact(u), "err", err)
+}
+
+// Name is the name the agent gives the broadcaster (WithName); Instance
+// identifies this agent among those with the same name, a random id chosen
+// by New. Both are empty without a name.
+func (a *Agent) Name() string { return a.cfg.name }
+
+// Instance: see Name.
+func (a *Agent) Instance() string {
+	if a.reports == nil {
+		return ""
+	}
+	return a.reports.instance
 }
 
 // Ready reports whether the agent has received the full revocation state

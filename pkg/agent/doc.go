@@ -28,6 +28,18 @@
 // A revoked token is never admitted during a rebuild; a lifted one may stay
 // denied for those moments.
 //
+// # Receipts
+//
+// With WithName, the agent names itself on the stream (the Revocast-Agent
+// header: the name and a random instance id per New) and reports the last
+// event it applied to the broadcaster it streams from (POST
+// /v1/agents/applied): after events, at most once per WithReportInterval,
+// and after heartbeats. The broadcaster then lists it in GET /v1/agents and
+// counts it in each revocation's enforcement (and revoke --wait). Reports
+// go out from a goroutine of their own: Check and the stream only store the
+// position, and a report that fails is dropped (the next carries a newer
+// position).
+//
 // # Checking a token
 //
 // Check verifies the JWT with golang-jwt/v5: the algorithm must be in the

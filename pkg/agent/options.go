@@ -101,6 +101,9 @@ type config struct {
 	sweepInterval time.Duration
 	initBackoff   time.Duration
 	maxBackoff    time.Duration
+	// receipts
+	name           string
+	reportInterval time.Duration
 }
 
 // Option configures New.

@@ -1,0 +1,305 @@
+package broadcaster
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revocast/revocast/internal/hub"
+	"github.com/revocast/revocast/pkg/events"
+)
+
+type agentsList struct {
+	Agents []struct {
+		Name           string     `json:"name"`
+		Instance       string     `json:"instance"`
+		Node           string     `json:"node"`
+		ConnectedAt    time.Time  `json:"connected_at"`
+		Connected      bool       `json:"connected"`
+		DisconnectedAt *time.Time `json:"disconnected_at"`
+		Applied        string     `json:"applied"`
+		Delivered      string     `json:"delivered"`
+		Lag            *uint64    `json:"lag"`
+		Fresh          bool       `json:"fresh"`
+	} `json:"agents"`
+}
+
+type withEnforcement struct {
+	events.Revocation
+	Enforcement *enforcement `json:"enforcement"`
+}
+
+func report(t *testing.T, base, instance, applied string) answer {
+	t.Helper()
+	body, _ := json.Marshal(appliedReport{Instance: instance, Applied: applied})
+	return do(t, "POST", base+"/v1/agents/applied", string(body))
+}
+
+func getEnforcement(t *testing.T, base, key string) enforcement {
+	t.Helper()
+	a := do(t, "GET", base+"/v1/revocations/"+key, "")
+	if a.status != 200 {
+		t.Fatalf("GET %s: %d %s", key, a.status, a.body)
+	}
+	var r withEnforcement
+	a.decode(t, &r)
+	if r.Enforcement == nil {
+		t.Fatalf("GET %s: no enforcement in %s", key, a.body)
+	}
+	return *r.Enforcement
+}
+
+func TestAgentReceipts(t *testing.T) {
+	_, base := startServer(t, nil)
+	east := subscribe(t, base+"/v1/events", AgentHeader, "api-east; instance=e1")
+	west := subscribe(t, base+"/v1/events", AgentHeader, "api-west; instance=w1")
+	east.until(t, events.TypeSynced)
+	west.until(t, events.TypeSynced)
+
+	rev := post(t, base, `{"sub":"alice","reason":"stolen laptop"}`)
+	east.until(t, events.TypeRevoke)
+	if a := report(t, base, "e1", rev.ID); a.status != http.StatusNoContent {
+		t.Fatalf("report: %d %s", a.status, a.body)
+	}
+
+	t.Run("enforcement names the agent that has not applied", func(t *testing.T) {
+		e := getEnforcement(t, base, rev.Key)
+		if e.Agents != 2 || e.Applied != 1 || len(e.Pending) != 1 || e.Pending[0].Name != "api-west" || e.Pending[0].Instance != "w1" {
+			t.Fatalf("enforcement = %+v, want 1 of 2 with api-west pending", e)
+		}
+	})
+	t.Run("wait gives up at its timeout with the pending agents", func(t *testing.T) {
+		a := do(t, "POST", base+"/v1/revocations?wait=100ms", `{"sub":"bob"}`)
+		var r withEnforcement
+		a.decode(t, &r)
+		if a.status != http.StatusCreated || r.Enforcement == nil || r.Enforcement.Agents != 2 || len(r.Enforcement.Pending) != 2 {
+			t.Fatalf("POST ?wait=100ms: %d %s", a.status, a.body)
+		}
+	})
+	t.Run("the agents list", func(t *testing.T) {
+		var l agentsList
+		do(t, "GET", base+"/v1/agents", "").decode(t, &l)
+		if len(l.Agents) != 2 {
+			t.Fatalf("agents = %+v", l.Agents)
+		}
+		e, w := l.Agents[0], l.Agents[1]
+		if e.Name != "api-east" || !e.Connected || !e.Fresh || e.Applied != rev.ID || e.Lag == nil || *e.Lag != 1 || e.Node == "" {
+			t.Errorf("api-east = %+v, want connected, fresh, applied %s, lag 1 (bob's revocation after it)", e, rev.ID)
+		}
+		if w.Name != "api-west" || !w.Connected || w.Fresh || w.Applied != "" || w.Lag != nil {
+			t.Errorf("api-west = %+v, want connected, not fresh, nothing applied", w)
+		}
+	})
+
+	// west applies everything: a waiting write returns as soon as it does
+	done := make(chan answer, 1)
+	go func() { done <- do(t, "POST", base+"/v1/revocations?wait=2m", `{"sub":"carol"}`) }()
+	var carol string
+	for carol == "" {
+		if ev := west.next(t); ev.Type == events.TypeRevoke && strings.Contains(string(ev.Data), `"carol"`) {
+			carol = ev.ID
+		}
+	}
+	for _, inst := range []string{"e1", "w1"} {
+		if a := report(t, base, inst, carol); a.status != http.StatusNoContent {
+			t.Fatalf("report %s: %d %s", inst, a.status, a.body)
+		}
+	}
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("POST ?wait=2m did not return within a minute of every agent applying")
+	}
+	var r withEnforcement
+	a.decode(t, &r)
+	if r.Enforcement == nil || r.Enforcement.Agents != 2 || r.Enforcement.Applied != 2 || len(r.Enforcement.Pending) != 0 || r.Enforcement.LastAppliedAt == nil {
+		t.Fatalf("POST ?wait=2m: %s", a.body)
+	}
+
+	t.Run("a disconnected agent is listed as such and no longer counted", func(t *testing.T) {
+		west.resp.Body.Close()
+		waitFor(t, time.Minute, "api-west disconnected", func() bool {
+			var l agentsList
+			do(t, "GET", base+"/v1/agents", "").decode(t, &l)
+			for _, a := range l.Agents {
+				if a.Instance == "w1" {
+					return !a.Connected && a.DisconnectedAt != nil
+				}
+			}
+			return false
+		})
+		if e := getEnforcement(t, base, rev.Key); e.Agents != 1 || e.Applied != 1 {
+			t.Fatalf("enforcement = %+v, want 1 of 1", e)
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		body := string(do(t, "GET", base+"/metrics", "").body)
+		for _, want := range []string{"revocast_broadcaster_agents_connected 1", "revocast_broadcaster_agent_applied_lag_count", "revocast_broadcaster_enforced_everywhere_seconds_count"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+	})
+}
+
+func TestAgentReportsRefused(t *testing.T) {
+	_, base := startServer(t, nil)
+	sub := subscribe(t, base+"/v1/events", AgentHeader, "api; instance=i1")
+	sub.until(t, events.TypeSynced)
+	for _, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"not JSON", `nope`, 400},
+		{"unknown field", `{"instance":"i1","applied":"1-1","x":1}`, 400},
+		{"bad instance", `{"instance":"a b","applied":"1-1"}`, 400},
+		{"bad event ID", `{"instance":"i1","applied":"seven"}`, 400},
+		{"not subscribed here", `{"instance":"other","applied":"1-1"}`, 404},
+		{"too large", `{"instance":"i1","applied":"1-1","pad":"` + strings.Repeat("x", 2000) + `"}`, 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if a := do(t, "POST", base+"/v1/agents/applied", tc.body); a.status != tc.status {
+				t.Fatalf("%s: %d %s, want %d", tc.body, a.status, a.body, tc.status)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, header string }{
+		{"no instance", "api"},
+		{"empty name", "; instance=x"},
+		{"bad instance", "api; instance=a.b"},
+	} {
+		t.Run("header "+tc.name, func(t *testing.T) {
+			if a := do(t, "GET", base+"/v1/events", "", AgentHeader, tc.header); a.status != 400 {
+				t.Fatalf("%s: %d %s, want 400", tc.header, a.status, a.body)
+			}
+		})
+	}
+	t.Run("wait", func(t *testing.T) {
+		for _, q := range []string{"wait=soon", "wait=-1s", "wait=6m"} {
+			if a := do(t, "POST", base+"/v1/revocations?"+q, `{"sub":"x"}`); a.status != 400 {
+				t.Fatalf("%s: %d %s, want 400", q, a.status, a.body)
+			}
+		}
+	})
+}
+
+// BenchmarkAppliedReport is the broadcaster's cost of one report: the
+// handler through the router (authentication, decoding, the fleet's
+// bookkeeping), without the network.
+func BenchmarkAppliedReport(b *testing.B) {
+	for _, agents := range []int{1, 1000} {
+		b.Run("agents="+strconv.Itoa(agents), func(b *testing.B) {
+			s, err := New(Config{Addr: "127.0.0.1:0", DataDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.hub = hub.New(7)
+			s.fleet.epoch, s.fleet.head = s.hub.Epoch, func() uint64 { return 100 }
+			h := s.routes()
+			for i := range agents {
+				s.fleet.connect("agent", "i"+strconv.Itoa(i), s.hub.Subscribe(0))
+			}
+			// a pending acknowledgement, as under load
+			s.fleet.acknowledged(1_000_000, time.Now())
+			bodies := make([][]byte, agents)
+			for i := range bodies {
+				bodies[i] = []byte(`{"instance":"i` + strconv.Itoa(i) + `","applied":"7-99"}`)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				req := httptest.NewRequest("POST", "/v1/agents/applied", bytes.NewReader(bodies[i%agents]))
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusNoContent {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
+
+// TestFleetAcrossNodes passes the records two nodes would write to the
+// positions bucket from one to the other, as the bucket's watch does.
+func TestFleetAcrossNodes(t *testing.T) {
+	h := hub.New(7)
+	nodes := map[string]*fleet{}
+	for _, name := range []string{"n1", "n2"} {
+		f := newFleet(name, time.Minute, 5*time.Minute)
+		f.epoch, f.head = h.Epoch, func() uint64 { return 10 }
+		nodes[name] = f
+	}
+	n1, n2 := nodes["n1"], nodes["n2"]
+	exchange := func(t *testing.T, from, to *fleet) {
+		t.Helper()
+		for k, v := range from.flushRecords() {
+			to.remoteUpdate(k, v)
+		}
+	}
+	sub := h.Subscribe(0)
+	defer sub.Close()
+	left := n1.connect("api", "i1", sub)
+	exchange(t, n1, n2)
+
+	for _, tc := range []struct {
+		name     string
+		node     *fleet
+		instance string
+		applied  uint64
+		wantErr  error
+	}{
+		{"the streaming node", n1, "i1", 4, nil},
+		{"another node passes it on", n2, "i1", 6, nil},
+		{"an instance no node streams", n2, "nobody", 6, errUnknownInstance},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.node.report(tc.instance, events.EventID{Epoch: 7, Seq: tc.applied}); err != tc.wantErr {
+				t.Fatalf("report: %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantErr != nil {
+				return
+			}
+			exchange(t, n2, n1)
+			exchange(t, n1, n2)
+			for name, f := range nodes {
+				l := f.list()
+				if len(l) != 1 || l[0].Applied != "7-"+strconv.FormatUint(tc.applied, 10) || l[0].Node != "n1" || !l[0].Connected || !l[0].Fresh {
+					t.Fatalf("%s lists %+v", name, l)
+				}
+				if e, _ := f.enforcementOf(tc.applied); e.Agents != 1 || e.Applied != 1 {
+					t.Fatalf("%s: enforcement %+v", name, e)
+				}
+				if e, _ := f.enforcementOf(tc.applied + 1); e.Applied != 0 || len(e.Pending) != 1 || e.Pending[0].Instance != "i1" {
+					t.Fatalf("%s: enforcement of a later event %+v", name, e)
+				}
+			}
+		})
+	}
+	t.Run("an older report from another node changes nothing", func(t *testing.T) {
+		if err := n2.report("i1", events.EventID{Epoch: 7, Seq: 2}); err != nil {
+			t.Fatal(err)
+		}
+		exchange(t, n2, n1)
+		if l := n1.list(); l[0].Applied != "7-6" {
+			t.Fatalf("n1 lists %+v", l)
+		}
+	})
+	t.Run("disconnected", func(t *testing.T) {
+		left()
+		exchange(t, n1, n2)
+		for name, f := range nodes {
+			if l := f.list(); len(l) != 1 || l[0].Connected || l[0].DisconnectedAt == nil {
+				t.Fatalf("%s lists %+v", name, l)
+			}
+			if e, _ := f.enforcementOf(1); e.Agents != 0 {
+				t.Fatalf("%s counts a disconnected agent: %+v", name, e)
+			}
+		}
+	})
+}
