@@ -14,6 +14,7 @@ import (
 
 	"github.com/revocast/revocast/api"
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
@@ -48,6 +49,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	// the dashboard's files are public: they hold no data, and the page
+	// reads everything from the API with the user's credential
+	mux.Handle("GET /ui/", ui.Handler()) // ui.Prefix, as a literal for the OpenAPI test
 	return s.recoverPanics(mux)
 }
 
