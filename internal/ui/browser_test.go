@@ -129,9 +129,9 @@ func (tb *tab) waitFor(cond string) {
 	}
 }
 
-func eval[T any](tb *tab, expr string) T {
+func eval[T any](tb *tab, expr string, opts ...chromedp.EvaluateOption) T {
 	tb.t.Helper()
-	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		tb.t.Fatalf("evaluate %s: %v", expr, err)
 	}
@@ -369,6 +369,27 @@ func TestDashboard(t *testing.T) {
 		}
 		if eval[int](tb, `document.querySelectorAll('#revocations tbody button').length`) != 0 {
 			t.Error("the rows still offer to lift")
+		}
+	})
+
+	t.Run("the SSE parser", func(t *testing.T) {
+		tb := openDashboard(t, f.base, f.reader)
+		// chunks split anywhere, CRLF and CR line ends, comments, a
+		// multi-line data field, an event without data (not dispatched)
+		got := eval[string](tb, `(async () => {
+			const chunks = ['retry: 2500\r\nid: 1-7\r\nevent: revoke\r\ndata: {"a"', ':1}\r', '\n\r\n: ping\n\n',
+				'event: lift\rdata: x\rdata: y\r\r', 'event: reset\n\n', 'data: tail\n\n'];
+			const body = new ReadableStream({start(c) {
+				for (const s of chunks) c.enqueue(new TextEncoder().encode(s));
+				c.close();
+			}});
+			const seen = [];
+			await readEvents(body, (ev) => seen.push(ev.type + '|' + ev.data + '|' + (ev.id || '')));
+			return seen.join(' ; ') + ' ; retry ' + state.retryMs;
+		})()`, chromedp.EvalAwaitPromise)
+		want := `revoke|{"a":1}|1-7 ; comment|ping| ; lift|x` + "\n" + `y|1-7 ; message|tail|1-7 ; retry 2500`
+		if got != want {
+			t.Errorf("parsed\n%s\nwant\n%s", got, want)
 		}
 	})
 
