@@ -89,15 +89,21 @@ func TestFleet(t *testing.T) {
 		// a few samples of the connected-agents chart, taken every 2 s
 		tb.waitFor(`document.querySelector('#agents-now').textContent.startsWith('4 ') &&
 			document.querySelector('#chart-agents polyline').getAttribute('points').split(' ').length >= 8`)
-		png, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(out, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", out)
+		screenshot(tb, out)
 	}
+}
+
+// screenshot saves the whole page as a PNG file.
+func screenshot(tb *tab, file string) {
+	tb.t.Helper()
+	png, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+	tb.t.Logf("wrote %s", file)
 }
 
 // testRealFleet: a real agent connects, shows fresh, leaves.
@@ -117,6 +123,9 @@ func testRealFleet(t *testing.T, f fixture) {
 	tb.waitFor(`document.querySelectorAll('#fleet tbody tr[data-state=fresh]').length === 1`)
 	rev := revoke(t, f, `{"jti":"real-fleet","reason":"enforced by one agent"}`)
 	tb.waitFor(fmt.Sprintf(`document.querySelector(%q)?.dataset.enforcement === '1/1'`, row(rev.Key)+" td[data-enforcement]"))
+	if out := os.Getenv("REVOCAST_UI_SCREENSHOT"); out != "" {
+		screenshot(tb, out)
+	}
 
 	cancel()
 	<-done
