@@ -15,6 +15,7 @@ import (
 
 	"github.com/revocast/revocast/api"
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
@@ -54,6 +55,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	// the dashboard's files are public: they hold no data, and the page
+	// reads everything from the API with the user's credential
+	mux.Handle("GET /ui/", ui.Handler()) // ui.Prefix, as a literal for the OpenAPI test
 	return s.recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// 404 or 405: do not wait for a body nobody will read

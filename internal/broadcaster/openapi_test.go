@@ -938,6 +938,10 @@ func TestOpenAPIContract(t *testing.T) {
 		if !bytes.Contains(a.body, []byte("revocast_broadcaster_subscribers")) {
 			t.Fatalf("metrics: %.200s", a.body)
 		}
+		for _, f := range []string{"/ui/", "/ui/app.js", "/ui/style.css", "/ui/favicon.svg"} {
+			call(t, req{method: "GET", path: "/ui/", url: f, want: 200})
+		}
+		call(t, req{method: "GET", path: "/ui/", url: "/ui/nothing-here", want: 404})
 		a = do(t, "GET", base+"/v1/openapi.json", "")
 		if a.status == http.StatusNotFound {
 			t.Logf("NOTE: %s answers 404: the route is not registered yet; its checks are skipped", openapiRoute)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/hub"
+	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
@@ -277,6 +279,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.handler().ServeHTTP(w, r)
 	case r.URL.Path == "/v1/openapi.json":
 		s.handleOpenAPI(w, r)
+	case strings.HasPrefix(r.URL.Path, ui.Prefix) && r.Method == http.MethodGet:
+		ui.Handler().ServeHTTP(w, r) // the page shows that the API is not ready yet
 	case r.URL.Path == "/v1/events" && r.Method == http.MethodGet:
 		// EventSource gives up for good on a 5xx: hold the request
 		select {
