@@ -110,8 +110,8 @@ func screenshot(tb *tab, file string) {
 func testRealFleet(t *testing.T, f fixture) {
 	t.Log("the broadcaster answers GET /v1/agents: testing the page against it")
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New([]string{f.base}, agent.WithBearerToken(f.reader),
-		agent.WithHMACSecret(bytes.Repeat([]byte("k"), agent.MinHMACSecretLength)))
+	a, err := agent.New([]string{f.base}, agent.WithBearerToken(f.reader), agent.WithName("fleet-test"),
+		agent.WithAlgorithms("HS256"), agent.WithHMACSecret(bytes.Repeat([]byte("k"), agent.MinHMACSecretLength)))
 	if err != nil {
 		t.Fatal(err)
 	}
