@@ -115,8 +115,8 @@ func testRealFleet(t *testing.T, f fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	done := make(chan struct{}) // closed when Run returns, so both waits below see it
+	go func() { defer close(done); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	tb := openDashboard(t, f.base, f.reader)
