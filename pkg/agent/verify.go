@@ -185,6 +185,9 @@ type verifyKey struct {
 	kid        string // its kid in the JWKS; "" for PEM keys and the HMAC secret
 	thumbprint string // RFC 7638
 	alg        string // the JWK's alg, the only algorithm it verifies; "" for any of its kind
+	// memo is shared by the tokens this key verifies, so that the denylist
+	// hashes the key's names once rather than on every check.
+	memo events.KeyMemo
 }
 
 func newVerifyKey(key any, kid, alg string) (*verifyKey, error) {
@@ -509,6 +512,7 @@ func (v *verifier) verify(raw string) (*Claims, error) {
 		Kid:           c.KeyID,
 		KeyID:         c.SigningKeyID,
 		KeyThumbprint: used.thumbprint,
+		KeyMemo:       &used.memo,
 		Claims:        mc,
 	}
 	if v.jwks != nil {

@@ -83,6 +83,7 @@ func fixture(b *testing.B, n int) *benchFixture {
 	for i := range claims {
 		claims[i] = map[string]any{"tenant": "t" + strconv.Itoa(i)}
 	}
+	keyMemo := new(events.KeyMemo) // one verifying key, as the agent shares it
 	newMiss := func(i int) events.Token {
 		return events.Token{
 			JTI: uuidLike(rng),
@@ -93,6 +94,7 @@ func fixture(b *testing.B, n int) *benchFixture {
 			// key that verified it are looked up as well
 			KeyID:         "key-current",
 			KeyThumbprint: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+			KeyMemo:       keyMemo,
 			IssuedAt:      now.Unix(),
 			HasIssuedAt:   true,
 			Claims:        claims[i%len(claims)],

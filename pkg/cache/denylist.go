@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 
@@ -511,6 +512,14 @@ func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
 		if !plain && !scoped {
 			continue
 		}
+		if k == kindKid {
+			if names := d.keyNames(t); names != nil {
+				if key, ok := d.checkKeyNames(t, names, plain, scoped, &hIss, &issHashed, now); ok {
+					return key, true
+				}
+				continue
+			}
+		}
 		// A kid revocation names a key by the token's header kid or by the
 		// verifying key's kid or thumbprint: every distinct name is looked up.
 		values := [3]string{tokenValue(t, k)}
@@ -549,6 +558,79 @@ func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
 					}
 				}
 			}
+		}
+	}
+	return "", false
+}
+
+// keyNameHashes is what a denylist remembers in a verifying key's
+// events.KeyMemo: the key's distinct names and their hashes under this
+// denylist's kid seed.
+type keyNameHashes struct {
+	owner   *Denylist
+	keyID   string
+	thumb   string
+	aliases []string
+	names   []string
+	hashes  []uint64
+}
+
+// keyNames returns the hashes of the names of the key that verified t,
+// remembered in t.KeyMemo, or nil when t has no memo. The names are
+// compared on every use, so a memo that a token shares with another key,
+// or a key whose names changed, is computed again rather than trusted.
+func (d *Denylist) keyNames(t *events.Token) *keyNameHashes {
+	if t.KeyMemo == nil {
+		return nil
+	}
+	if m, _ := t.KeyMemo.Load().(*keyNameHashes); m != nil && m.owner == d &&
+		m.keyID == t.KeyID && m.thumb == t.KeyThumbprint && slices.Equal(m.aliases, t.KeyAliases) {
+		return m
+	}
+	m := &keyNameHashes{owner: d, keyID: t.KeyID, thumb: t.KeyThumbprint, aliases: slices.Clone(t.KeyAliases)}
+	for _, n := range append([]string{t.KeyID, t.KeyThumbprint}, t.KeyAliases...) {
+		if n != "" && !slices.Contains(m.names, n) {
+			m.names = append(m.names, n)
+			m.hashes = append(m.hashes, maphash.String(d.seeds[kindKid], n))
+		}
+	}
+	t.KeyMemo.Store(m)
+	return m
+}
+
+// checkKeyNames looks up the kid revocations of every name of the key that
+// verified t (hashed once per key) and of t's header kid.
+func (d *Denylist) checkKeyNames(t *events.Token, names *keyNameHashes, plain, scoped bool, hIss *uint64, issHashed *bool, now time.Time) (string, bool) {
+	headerNamed := t.Kid == ""
+	for i, n := range names.names {
+		headerNamed = headerNamed || n == t.Kid
+		if key, ok := d.probeKid(names.hashes[i], t, plain, scoped, hIss, issHashed, now); ok {
+			return key, true
+		}
+	}
+	if headerNamed {
+		return "", false
+	}
+	return d.probeKid(maphash.String(d.seeds[kindKid], t.Kid), t, plain, scoped, hIss, issHashed, now)
+}
+
+// probeKid probes the kid revocations of the name with hash h, unscoped and
+// scoped to t's issuer, skipping the index when the kid hint table shows
+// that no revocation has that fingerprint.
+func (d *Denylist) probeKid(h uint64, t *events.Token, plain, scoped bool, hIss *uint64, issHashed *bool, now time.Time) (string, bool) {
+	if plain {
+		if fp := matcherFP(h, kindKid, 0, false); d.kidHint[kidHintAt(fp)] != 0 {
+			if key, ok := d.probe(fp, t, now); ok {
+				return key, true
+			}
+		}
+	}
+	if scoped {
+		if !*issHashed {
+			*hIss, *issHashed = maphash.String(d.issSeed, t.Iss), true
+		}
+		if fp := matcherFP(h, kindKid, *hIss, true); d.kidHint[kidHintAt(fp)] != 0 {
+			return d.probe(fp, t, now)
 		}
 	}
 	return "", false

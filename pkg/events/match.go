@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"sync/atomic"
 )
 
 // Token holds the facts about a verified JWT that revocations match against.
@@ -24,6 +25,11 @@ type Token struct {
 	// published under several kids, or also given as a PEM key. A kid
 	// revocation matches them too.
 	KeyAliases []string
+	// KeyMemo, when set, is shared by every token the same key verified: a
+	// denylist remembers there what it computed from the key's names, so
+	// that checking a token does not compute it again. It is only an
+	// optimisation: what it remembers is used only while the names match.
+	KeyMemo *KeyMemo
 	// IssuedAt is the iat claim in Unix seconds; HasIssuedAt is false when
 	// the token has none.
 	IssuedAt    int64
@@ -33,6 +39,17 @@ type Token struct {
 	// claims; they are not consulted.
 	Claims map[string]any
 }
+
+// KeyMemo holds what a reader of Token (pkg/cache) remembers about one
+// verifying key. The zero value is empty and ready to use; it is safe for
+// concurrent use. Whoever stores a value must store values of one type.
+type KeyMemo struct{ v atomic.Value }
+
+// Load returns what was last stored, or nil.
+func (m *KeyMemo) Load() any { return m.v.Load() }
+
+// Store replaces what is remembered.
+func (m *KeyMemo) Store(x any) { m.v.Store(x) }
 
 // Matches reports whether the revocation applies to the token: every matcher
 // that is set must match. It ignores expiry (see Expired) and does not
