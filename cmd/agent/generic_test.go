@@ -40,7 +40,7 @@ func TestGenericAuthErrors(t *testing.T) {
 				t.Fatalf("revoke: %v %v", resp, err)
 			}
 			resp.Body.Close()
-			waitFor(t, 10*time.Second, "the revocation to reach the agent", func() bool {
+			testutil.Eventually(t, time.Minute, "the revocation to reach the agent", func() bool {
 				code, _ := get(t, ag.URL+"/auth", revoked)
 				return code == http.StatusUnauthorized
 			})

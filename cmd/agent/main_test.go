@@ -280,17 +280,6 @@ func introspect(t *testing.T, base, tok string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition inside a deadline
-	}
-}
-
 // TestSidecarEndToEnd runs the real broadcaster and the real agent binary.
 func TestSidecarEndToEnd(t *testing.T) {
 	bAddr, dir := testutil.FreeAddr(t), t.TempDir()
@@ -344,7 +333,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 	}
 	r.Body.Close()
 	acked := time.Now()
-	waitFor(t, 5*time.Second, "/auth to deny the revoked token", func() bool { c, _ := get(t, ag.URL+"/auth", tok); return c == 401 })
+	testutil.Eventually(t, time.Minute, "/auth to deny the revoked token", func() bool { c, _ := get(t, ag.URL+"/auth", tok); return c == 401 })
 	t.Logf("sidecar: POST acknowledged → /auth 401 within %v", time.Since(acked))
 	code, resp = get(t, ag.URL+"/auth", tok)
 	if code != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error_description="the token has been revoked"`) {
@@ -366,7 +355,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 
 	// Broadcaster down longer than max-staleness: 503 everywhere.
 	b.Kill()
-	waitFor(t, 10*time.Second, "/auth to answer 503", func() bool { c, _ := get(t, ag.URL+"/auth", other); return c == 503 })
+	testutil.Eventually(t, time.Minute, "/auth to answer 503", func() bool { c, _ := get(t, ag.URL+"/auth", other); return c == 503 })
 	if status, body := introspect(t, ag.URL, other); status != 503 || body["error"] != "temporarily_unavailable" {
 		t.Fatalf("introspect while stale: %d %v", status, body)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 type syncBuffer struct {
@@ -95,7 +96,7 @@ func TestEmbedded(t *testing.T) {
 		}
 	})
 	var addr string
-	waitFor(t, "the example to listen", func() bool {
+	testutil.Eventually(t, time.Minute, "the example to listen", func() bool {
 		sc := bufio.NewScanner(strings.NewReader(logs.String()))
 		for sc.Scan() {
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
@@ -105,7 +106,7 @@ func TestEmbedded(t *testing.T) {
 		return addr != ""
 	})
 	url := "http://" + addr
-	waitFor(t, "/readyz", func() bool { code, _ := get(url+"/readyz", ""); return code == 200 })
+	testutil.Eventually(t, time.Minute, "/readyz", func() bool { code, _ := get(url+"/readyz", ""); return code == 200 })
 
 	if code, body := get(url+"/orders", tok); code != 200 || body != "orders of alice\n" {
 		t.Fatalf("/orders: %d %q", code, body)
@@ -118,7 +119,7 @@ func TestEmbedded(t *testing.T) {
 		t.Fatalf("revoke: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	waitFor(t, "the revoked token refused", func() bool { code, _ := get(url+"/orders", tok); return code == 401 })
+	testutil.Eventually(t, time.Minute, "the revoked token refused", func() bool { code, _ := get(url+"/orders", tok); return code == 401 })
 }
 
 func get(url, tok string) (int, string) {
@@ -133,15 +134,4 @@ func get(url, tok string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition inside a deadline
-	}
 }

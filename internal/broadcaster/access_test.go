@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -251,7 +252,7 @@ func TestSubscriberShare(t *testing.T) {
 	}
 	// a closed stream gives its place back
 	second.resp.Body.Close()
-	waitFor(t, time.Minute, "the reader's place back", func() bool {
+	testutil.Eventually(t, time.Minute, "the reader's place back", func() bool {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Authorization", "Bearer "+reader)
 		resp, err := http.DefaultClient.Do(req)

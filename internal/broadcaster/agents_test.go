@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/hub"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -124,7 +125,7 @@ func TestAgentReceipts(t *testing.T) {
 
 	t.Run("a disconnected agent is listed as such and no longer counted", func(t *testing.T) {
 		west.resp.Body.Close()
-		waitFor(t, time.Minute, "api-west disconnected", func() bool {
+		testutil.Eventually(t, time.Minute, "api-west disconnected", func() bool {
 			var l agentsList
 			do(t, "GET", base+"/v1/agents", "").decode(t, &l)
 			for _, a := range l.Agents {

@@ -71,7 +71,7 @@ func TestExternalNATS(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), natslog.DefaultStreamName); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "a new epoch", func() bool { return s.hub.Epoch() != oldEpoch })
+	testutil.Eventually(t, time.Minute, "a new epoch", func() bool { return s.hub.Epoch() != oldEpoch })
 	// the connected subscriber was cut off
 	deadline := time.After(10 * time.Second)
 	for open := true; open; {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -89,7 +90,7 @@ func TestExpiryGrace(t *testing.T) {
 	}
 
 	// listings may hide what expired; wait until they do
-	waitFor(t, 30*time.Second, "the listing to hide the expired revocation", func() bool {
+	testutil.Eventually(t, time.Minute, "the listing to hide the expired revocation", func() bool {
 		return do(t, "GET", base+"/v1/revocations/"+soon.Key, "").status == http.StatusNotFound
 	})
 	if !time.Now().After(now.Add(1500 * time.Millisecond)) {

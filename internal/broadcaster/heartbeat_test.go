@@ -115,7 +115,7 @@ func TestHeartbeatCost(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, 2*time.Minute, "a ping on every subscriber", everyonePinged)
+	testutil.Eventually(t, 2*time.Minute, "a ping on every subscriber", everyonePinged)
 
 	snapshot := func() (map[string]int, []int64) {
 		mu.Lock()
@@ -134,7 +134,7 @@ func TestHeartbeatCost(t *testing.T) {
 	start := time.Now()
 	// measure over the time every subscriber takes to get pingsToMeasure
 	// more pings
-	waitFor(t, 5*time.Minute, "more pings on every subscriber", func() bool {
+	testutil.Eventually(t, 5*time.Minute, "more pings on every subscriber", func() bool {
 		for i := range pings {
 			if pings[i].Load() < pingsBefore[i]+pingsToMeasure {
 				return false

@@ -584,7 +584,7 @@ func TestManySubscribers(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	waitFor(t, 30*time.Second, "the stalled subscriber to connect", func() bool {
+	testutil.Eventually(t, time.Minute, "the stalled subscriber to connect", func() bool {
 		return s.hub.Stats().Subscribers == before+1
 	})
 
@@ -623,7 +623,7 @@ func TestManySubscribers(t *testing.T) {
 		do(t, "POST", base+"/v1/revocations", `{"revocations":[`+strings.Join(items, ",")+`]}`).decode(t, &ans)
 		last.ID = ans.Revocations[len(ans.Revocations)-1].ID
 	}
-	waitFor(t, 20*time.Second, "the stalled subscriber to be disconnected", func() bool {
+	testutil.Eventually(t, time.Minute, "the stalled subscriber to be disconnected", func() bool {
 		return s.hub.Stats().SlowDisconnects >= 1
 	})
 	for {
@@ -642,17 +642,6 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
 	case <-done:
 	case <-time.After(d):
 		t.Fatalf("timed out after %v waiting for %s", d, what)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 	}
 }
 

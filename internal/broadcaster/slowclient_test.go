@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -132,7 +133,7 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 		subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	}
 	var held []net.Conn
-	waitFor(t, 20*time.Second, "the streams to stop counting", func() bool {
+	testutil.Eventually(t, time.Minute, "the streams to stop counting", func() bool {
 		// open connections that send nothing until three are held: the
 		// streams' own connections may still count for a moment
 		c, err := net.Dial("tcp", s.Addr())
@@ -155,7 +156,7 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 	held[0].Close()
 	held = held[1:]
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	waitFor(t, 20*time.Second, "a freed place to be reusable", func() bool {
+	testutil.Eventually(t, time.Minute, "a freed place to be reusable", func() bool {
 		resp, err := client.Get(base + "/healthz")
 		if err != nil {
 			return false

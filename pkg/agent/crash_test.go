@@ -58,12 +58,12 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 	}()
 
 	for _, at := range []int64{15, 35} {
-		waitFor(t, 30*time.Second, fmt.Sprintf("%d acknowledged revocations", at), func() bool { return acked.Load() >= at })
+		testutil.Eventually(t, time.Minute, fmt.Sprintf("%d acknowledged revocations", at), func() bool { return acked.Load() >= at })
 		connects := a.Stats().Connects
 		b.Kill()
 		b = testutil.Start(t, "broadcaster", "/readyz", broadcasterArgs(addr, dir)...)
 		// the agent resumes from this instance before it is killed too
-		waitFor(t, 10*time.Second, "the agent to reconnect", func() bool { return a.Stats().Connects > connects })
+		testutil.Eventually(t, time.Minute, "the agent to reconnect", func() bool { return a.Stats().Connects > connects })
 	}
 	if err := <-posterDone; err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 		tokens[i] = hs256(t, claims("user", fmt.Sprintf("crash-%d", i)))
 	}
 	control := hs256(t, claims("user", "crash-never-revoked"))
-	waitFor(t, 30*time.Second, "every acknowledged revocation denied", func() bool {
+	testutil.Eventually(t, time.Minute, "every acknowledged revocation denied", func() bool {
 		for _, tok := range tokens {
 			if checkErr(a, tok) != ErrRevoked {
 				return false
@@ -111,7 +111,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 		revoke(t, b.URL, fmt.Sprintf(`{"jti":"wipe-%d"}`, i))
 		newTokens[i] = hs256(t, claims("user", fmt.Sprintf("wipe-%d", i)))
 	}
-	waitFor(t, 30*time.Second, "the agent reset and rebuilt to the new state", func() bool {
+	testutil.Eventually(t, time.Minute, "the agent reset and rebuilt to the new state", func() bool {
 		st := a.Stats()
 		if st.Resets == 0 || st.Rebuilding || st.Denylist.Exact != keep+fresh {
 			return false
@@ -162,7 +162,7 @@ func TestStale(t *testing.T) {
 
 	b.Kill()
 	down := time.Now()
-	waitFor(t, 10*time.Second, "the closed agent to answer 503", func() bool { return status(closed) == http.StatusServiceUnavailable })
+	testutil.Eventually(t, time.Minute, "the closed agent to answer 503", func() bool { return status(closed) == http.StatusServiceUnavailable })
 	// Stale because of the silence, not because of the disconnection.
 	if silent := time.Since(closed.Stats().LastActivity); silent < time.Second {
 		t.Fatalf("stale after %v of silence, less than the maximum staleness of 1s", silent)
@@ -171,7 +171,7 @@ func TestStale(t *testing.T) {
 	if closed.Fresh() || !closed.Ready() {
 		t.Fatalf("closed agent: fresh %v, ready %v; want stale but ready", closed.Fresh(), closed.Ready())
 	}
-	waitFor(t, 5*time.Second, "the open agent to be stale", func() bool { return !open.Fresh() })
+	testutil.Eventually(t, time.Minute, "the open agent to be stale", func() bool { return !open.Fresh() })
 	if o := status(open); o != 200 {
 		t.Fatalf("stale, open policy: %d, want 200", o)
 	}
@@ -183,7 +183,7 @@ func TestStale(t *testing.T) {
 	}
 
 	b = testutil.Start(t, "broadcaster", "/readyz", broadcasterArgs(addr, dir)...)
-	waitFor(t, 15*time.Second, "both agents fresh again", func() bool { return closed.Fresh() && open.Fresh() })
+	testutil.Eventually(t, time.Minute, "both agents fresh again", func() bool { return closed.Fresh() && open.Fresh() })
 	if c, o := status(closed), status(open); c != 200 || o != 200 {
 		t.Fatalf("after recovery: closed %d, open %d; want 200", c, o)
 	}

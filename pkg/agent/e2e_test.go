@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // TestEndToEndRevokeJTI: a real broadcaster, a real stream, real RS256
@@ -76,11 +78,11 @@ func TestRevocationShapes(t *testing.T) {
 	}
 	waitDenied := func(tok, what string) {
 		t.Helper()
-		waitFor(t, 5*time.Second, what+" denied", func() bool { return checkErr(a, tok) == ErrRevoked })
+		testutil.Eventually(t, time.Minute, what+" denied", func() bool { return checkErr(a, tok) == ErrRevoked })
 	}
 	waitAllowed := func(tok, what string) {
 		t.Helper()
-		waitFor(t, 5*time.Second, what+" allowed", func() bool { return checkErr(a, tok) == nil })
+		testutil.Eventually(t, time.Minute, what+" allowed", func() bool { return checkErr(a, tok) == nil })
 	}
 	past := time.Now().Add(-time.Minute)
 
@@ -192,7 +194,7 @@ func TestDenylistOverflow(t *testing.T) {
 	if err := json.Unmarshal(body, &answer); err != nil || answer.Created != n {
 		t.Fatalf("batch created %d (%v), want %d", answer.Created, err, n)
 	}
-	waitFor(t, 20*time.Second, "every revocation applied", func() bool { return a.Stats().Revokes >= n })
+	testutil.Eventually(t, time.Minute, "every revocation applied", func() bool { return a.Stats().Revokes >= n })
 
 	for i := range n {
 		tok := hs256(t, claims("user", fmt.Sprintf("ovf-%d", i)))

@@ -305,18 +305,6 @@ func lift(t testing.TB, base, key string) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition inside a deadline
-	}
-}
-
 // checkErr is Check's error, for comparisons.
 func checkErr(a *Agent, tok string) error {
 	_, err := a.Check(context.Background(), tok)

@@ -21,6 +21,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/sse"
 )
@@ -508,7 +509,7 @@ func TestJWKSUnknownKid(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) || !errors.Is(err, errUnknownKID) {
 		t.Fatalf("unknown kid: %v", err)
 	}
-	waitFor(t, 5*time.Second, "a background JWKS request", func() bool { return js.requests.Load() > before })
+	testutil.Eventually(t, time.Minute, "a background JWKS request", func() bool { return js.requests.Load() > before })
 	// While the refresh hangs, checks still answer at once.
 	start = time.Now()
 	for range 50 {
@@ -525,7 +526,7 @@ func TestJWKSUnknownKid(t *testing.T) {
 	// Rotation: k2 added, k1 removed.
 	js.setKeys(t, map[string]any{"k2": &k.ec.PublicKey})
 	close(hold)
-	waitFor(t, 5*time.Second, "the rotated-in key accepted", func() bool { return checkErr(a, tok2) == nil })
+	testutil.Eventually(t, time.Minute, "the rotated-in key accepted", func() bool { return checkErr(a, tok2) == nil })
 	// The key set changed: the cached k1 token must be verified again, and
 	// k1 is gone.
 	if err := checkErr(a, tok1); !errors.Is(err, ErrInvalid) {
@@ -572,7 +573,7 @@ func TestJWKSRetry(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, "the first JWKS request", func() bool { return requests.Load() >= 1 })
+	testutil.Eventually(t, time.Minute, "the first JWKS request", func() bool { return requests.Load() >= 1 })
 	if a.Ready() {
 		t.Fatal("ready without a key set")
 	}
