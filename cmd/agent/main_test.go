@@ -170,30 +170,12 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a log written from other goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunFromEnv runs the sidecar in-process configured only by the
 // environment: it listens, is alive, not ready (no broadcaster), answers
 // /auth with 503 for a token its env-configured key verifies and 401 for
 // one from another issuer, and stops cleanly with its context.
 func TestRunFromEnv(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	e := env(map[string]string{
 		"REVOCAST_ADDR":        "127.0.0.1:0",
 		"REVOCAST_BROADCASTER": "http://127.0.0.1:1", // nothing there

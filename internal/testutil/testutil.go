@@ -94,23 +94,25 @@ type Process struct {
 	cmd  *exec.Cmd
 	Addr string // the HTTP address it listens on
 	URL  string // "http://" + Addr
-	logs *syncBuffer
+	logs *SyncBuffer
 	done chan struct{}
 	err  error
 }
 
-type syncBuffer struct {
+// SyncBuffer collects output written from other goroutines (a process's
+// log, a slog handler's); safe for concurrent use. The zero value is empty.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -128,7 +130,7 @@ func Start(t testing.TB, name string, readyPath string, args ...string) *Process
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	cmd.Dir = t.TempDir()
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = logs
 	cmd.Stderr = io.MultiWriter(logs, pw)

@@ -10,10 +10,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // fastBackoff keeps reconnection tests quick.
@@ -344,25 +345,6 @@ func TestClientNoContentStops(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink for a handler that runs on Run's goroutine while
-// the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
-
 func TestClientRejectedKeepsRetrying(t *testing.T) {
 	tests := []struct {
 		code      int
@@ -376,7 +358,7 @@ func TestClientRejectedKeepsRetrying(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.code), func(t *testing.T) {
 			url, requests := scriptServer(t, status(tt.code), status(tt.code), holdOpen("data: finally\n\n"))
-			var logs syncBuffer
+			var logs testutil.SyncBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			r := startClient(t, []string{url}, nil, append(fastBackoff, WithLogger(logger))...)
 			for i := range 2 {
