@@ -38,9 +38,11 @@ func bearer(key string) []string {
 
 // TestRoleMatrix: every endpoint against no credential, a wrong key, a
 // reader and a revoker.
-func TestRoleMatrix(t *testing.T) {
+func TestRoleMatrix(t *testing.T) { testRoleMatrix(t, embeddedNATS) }
+
+func testRoleMatrix(t *testing.T, on backend) {
 	a, reader, revoker := keys(t)
-	_, base := startServer(t, func(c *Config) { c.Auth = a })
+	_, base := on.start(t, func(c *Config) { c.Auth = a })
 	existing := post(t, base, `{"sub":"carol","ban":true}`, bearer(revoker)...)
 	wrong, _ := auth.GenerateKey()
 

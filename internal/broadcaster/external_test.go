@@ -16,22 +16,18 @@ import (
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
-// externalSuite names the test whose subtests run on an external NATS
-// deployment: startServer looks at the test's name.
-const externalSuite = "TestSuiteOnExternalNATS"
-
 // TestSuiteOnExternalNATS runs the broadcaster's main tests again with the
 // log in a NATS deployment of its own instead of the embedded server.
 func TestSuiteOnExternalNATS(t *testing.T) {
-	for name, test := range map[string]func(*testing.T){
-		"PostThenSubscribe":      TestPostThenSubscribe,
-		"Resume":                 TestResume,
-		"LiftReplaceAndExpiry":   TestLiftReplaceAndExpiry,
-		"IdempotencyAndBadInput": TestIdempotencyAndBadInput,
-		"Batch":                  TestBatch,
-		"RoleMatrix":             TestRoleMatrix,
+	for name, test := range map[string]func(*testing.T, backend){
+		"PostThenSubscribe":      testPostThenSubscribe,
+		"Resume":                 testResume,
+		"LiftReplaceAndExpiry":   testLiftReplaceAndExpiry,
+		"IdempotencyAndBadInput": testIdempotencyAndBadInput,
+		"Batch":                  testBatch,
+		"RoleMatrix":             testRoleMatrix,
 	} {
-		t.Run(name, test)
+		t.Run(name, func(t *testing.T) { test(t, externalNATS) })
 	}
 }
 

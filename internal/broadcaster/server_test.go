@@ -24,11 +24,25 @@ import (
 	"github.com/revocast/revocast/pkg/sse"
 )
 
+// backend is where a test's broadcaster keeps its log.
+type backend int
+
+const (
+	embeddedNATS backend = iota // a NATS server in the broadcaster (the default)
+	externalNATS                // a NATS server of its own, as in production clusters
+)
+
 // startServer runs a broadcaster on 127.0.0.1:0 with a fresh embedded NATS.
 func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
+	return embeddedNATS.start(t, mod)
+}
+
+// start runs a broadcaster on 127.0.0.1:0 whose log is on b, fresh.
+func (b backend) start(t *testing.T, mod func(*Config)) (*Server, string) {
+	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second, Logger: testLogger(t)}
-	if strings.HasPrefix(t.Name(), externalSuite+"/") {
+	if b == externalNATS {
 		cfg.NATS.URLs = []string{testutil.StartNATS(t).URL}
 	}
 	if mod != nil {
@@ -217,8 +231,10 @@ func (s *subscriber) until(t *testing.T, typ string) []sse.Event {
 
 var idPattern = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
 
-func TestPostThenSubscribe(t *testing.T) {
-	s, base := startServer(t, nil)
+func TestPostThenSubscribe(t *testing.T) { testPostThenSubscribe(t, embeddedNATS) }
+
+func testPostThenSubscribe(t *testing.T, on backend) {
+	s, base := on.start(t, nil)
 	first := post(t, base, `{"jti":"token-1","reason":"logout"}`)
 	if first.Status != "created" || !events.ValidKey(first.Key) || !idPattern.MatchString(first.ID) || first.Actor == "" {
 		t.Fatalf("stored revocation %+v", first)
@@ -267,8 +283,10 @@ func TestPostThenSubscribe(t *testing.T) {
 	}
 }
 
-func TestResume(t *testing.T) {
-	s, base := startServer(t, nil)
+func TestResume(t *testing.T) { testResume(t, embeddedNATS) }
+
+func testResume(t *testing.T, on backend) {
+	s, base := on.start(t, nil)
 	var ids []string
 	for i := range 5 {
 		ids = append(ids, post(t, base, fmt.Sprintf(`{"jti":"t%d"}`, i)).ID)
@@ -331,8 +349,10 @@ func TestResume(t *testing.T) {
 	}
 }
 
-func TestLiftReplaceAndExpiry(t *testing.T) {
-	_, base := startServer(t, nil)
+func TestLiftReplaceAndExpiry(t *testing.T) { testLiftReplaceAndExpiry(t, embeddedNATS) }
+
+func testLiftReplaceAndExpiry(t *testing.T, on backend) {
+	_, base := on.start(t, nil)
 	ban := post(t, base, `{"sub":"mallory","ban":true,"reason":"abuse"}`)
 	sub := subscribe(t, base+"/v1/events")
 	sub.until(t, events.TypeSynced)
@@ -404,8 +424,10 @@ func TestLiftReplaceAndExpiry(t *testing.T) {
 	}
 }
 
-func TestIdempotencyAndBadInput(t *testing.T) {
-	s, base := startServer(t, func(c *Config) { c.MaxBodyBytes = 4096; c.MaxBatch = 3 })
+func TestIdempotencyAndBadInput(t *testing.T) { testIdempotencyAndBadInput(t, embeddedNATS) }
+
+func testIdempotencyAndBadInput(t *testing.T, on backend) {
+	s, base := on.start(t, func(c *Config) { c.MaxBodyBytes = 4096; c.MaxBatch = 3 })
 	a := post(t, base, `{"jti":"once"}`, "Idempotency-Key", "req-42")
 	b := do(t, "POST", base+"/v1/revocations", `{"jti":"once"}`, "Idempotency-Key", "req-42")
 	var second stored
@@ -451,8 +473,10 @@ func TestIdempotencyAndBadInput(t *testing.T) {
 	}
 }
 
-func TestBatch(t *testing.T) {
-	_, base := startServer(t, nil)
+func TestBatch(t *testing.T) { testBatch(t, embeddedNATS) }
+
+func testBatch(t *testing.T, on backend) {
+	_, base := on.start(t, nil)
 	var items []string
 	for i := range 500 {
 		items = append(items, fmt.Sprintf(`{"jti":"bulk-%d"}`, i))
