@@ -82,3 +82,45 @@ func TestNoForeignDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+var fuzzFunc = regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`)
+
+// TestTaskFuzzRunsEveryTarget checks that `task fuzz` names every fuzz
+// target of the repository, with its package.
+func TestTaskFuzzRunsEveryTarget(t *testing.T) {
+	task, err := os.ReadFile("../Taskfile.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		pkg := "./" + filepath.ToSlash(strings.TrimPrefix(filepath.Dir(p), "../")) + "/"
+		for _, m := range fuzzFunc.FindAllStringSubmatch(string(b), -1) {
+			n++
+			want := "-fuzz '^" + m[1] + "$' -fuzztime {{.FUZZTIME}} " + pkg
+			if !strings.Contains(string(task), want) {
+				t.Errorf("Taskfile.yml's fuzz task lacks %s", want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("found no fuzz target")
+	}
+}
