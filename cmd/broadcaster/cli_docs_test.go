@@ -15,13 +15,13 @@ import (
 
 var cliDocBlock = regexp.MustCompile("(?s)```sh\n(.*?)```")
 
-// cliDocHeading starts the CLI's manual in the README.
+// cliDocHeading starts the CLI's manual in docs/cli.md.
 const cliDocHeading = "## Command-line client"
 
-// cliDoc returns the CLI's manual: the README's section.
+// cliDoc returns the CLI's manual: the section of docs/cli.md.
 func cliDoc(t *testing.T) string {
 	t.Helper()
-	if b, err := os.ReadFile("../../README.md"); err == nil {
+	if b, err := os.ReadFile("../../docs/cli.md"); err == nil {
 		if i := strings.Index(string(b), "\n"+cliDocHeading+"\n"); i >= 0 {
 			rest := string(b[i+1+len(cliDocHeading):])
 			if j := strings.Index(rest, "\n## "); j >= 0 {
@@ -30,7 +30,7 @@ func cliDoc(t *testing.T) string {
 			return rest
 		}
 	}
-	t.Fatal("README.md has no " + cliDocHeading + " section")
+	t.Fatal("docs/cli.md has no " + cliDocHeading + " section")
 	return ""
 }
 

@@ -13,22 +13,23 @@ import (
 	"github.com/revocast/revocast/internal/testutil"
 )
 
-func readme(t *testing.T) string {
+// readme returns a document of the repository: README.md or docs/*.md.
+func readme(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
 }
 
-// section returns the README text from the heading to the next heading of
+// section returns a document's text from the heading to the next heading of
 // the same level.
 func section(t *testing.T, doc, heading string) string {
 	t.Helper()
 	i := strings.Index(doc, "\n"+heading+"\n")
 	if i < 0 {
-		t.Fatalf("README has no section %q", heading)
+		t.Fatalf("no section %q", heading)
 	}
 	rest := doc[i+len(heading)+2:]
 	level := heading[:strings.IndexByte(heading, ' ')+1]
@@ -40,8 +41,9 @@ func section(t *testing.T, doc, heading string) string {
 
 var shBlock = regexp.MustCompile("(?s)```sh\n(.*?)```")
 
-// TestREADMECurlExamples runs the README's curl examples, as printed, against
-// the real binary (only the address is changed) and checks each succeeds.
+// TestREADMECurlExamples runs the curl examples of the README's tour and of
+// docs/api.md, as printed, against the real binary (only the address is
+// changed) and checks each succeeds.
 func TestREADMECurlExamples(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
@@ -49,11 +51,16 @@ func TestREADMECurlExamples(t *testing.T) {
 		}
 		t.Skip("curl not installed; .ci/run installs it")
 	}
-	doc := readme(t)
 	p := testutil.Start(t, "broadcaster", "/readyz", "--data", t.TempDir(), "--addr", "127.0.0.1:0")
 	host := strings.TrimPrefix(p.URL, "http://")
-	for _, heading := range []string{"## Revoking tokens with curl", "## Following the stream", "## Is this token dead everywhere?"} {
-		for _, m := range shBlock.FindAllStringSubmatch(section(t, doc, heading), -1) {
+	for _, s := range []struct{ file, heading string }{
+		{"README.md", "### Revoke a token"},
+		{"README.md", "### Follow the stream"},
+		{"docs/api.md", "## Revoking tokens with curl"},
+		{"docs/api.md", "## Following the stream"},
+		{"docs/api.md", "## Is this token dead everywhere?"},
+	} {
+		for _, m := range shBlock.FindAllStringSubmatch(section(t, readme(t, s.file), s.heading), -1) {
 			script := strings.ReplaceAll(m[1], "localhost:8080", host)
 			// a followed stream never ends by itself: stop it after 2s
 			script = strings.ReplaceAll(script, "curl -N", "timeout 2 curl -N")
@@ -80,13 +87,14 @@ func TestREADMECurlExamples(t *testing.T) {
 	}
 }
 
-// TestREADMEDocumentsEveryFlag keeps the configuration table true.
+// TestREADMEDocumentsEveryFlag keeps the configuration table of
+// docs/operations.md true.
 func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	table := section(t, readme(t), "## Broadcaster configuration")
+	table := section(t, readme(t, "docs/operations.md"), "## Broadcaster configuration")
 	for _, name := range flagNames() {
 		row := "| `--" + name + "` | `" + envflag.EnvName(name) + "` |"
 		if !strings.Contains(table, row) {
-			t.Errorf("README's configuration table lacks the row for --%s ($%s)", name, envflag.EnvName(name))
+			t.Errorf("docs/operations.md's configuration table lacks the row for --%s ($%s)", name, envflag.EnvName(name))
 		}
 	}
 }

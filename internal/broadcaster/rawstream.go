@@ -19,7 +19,7 @@ type frameWriter interface {
 }
 
 // hijackStream takes the connection over and writes the response head
-// itself: 200, the stream headers of DESIGN.md plus the CORS headers the
+// itself: 200, the stream headers (docs/api.md) plus the CORS headers the
 // handler set, and Connection: close, so that the body is the raw event
 // stream up to the end of the connection (no chunked framing). Then the
 // retry field and, when asked, a reset event.

@@ -275,7 +275,7 @@ func testPostThenSubscribe(t *testing.T, on backend) {
 		t.Fatalf("mirror holds %d entries", got)
 	}
 
-	// the headers of DESIGN.md
+	// the stream headers documented in docs/api.md
 	for k, v := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
 		if got := sub.resp.Header.Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)

@@ -51,7 +51,7 @@ func TestEndToEndRevokeJTI(t *testing.T) {
 	wantErr(t, a, other, nil, "another token of the same user")
 }
 
-// TestRevocationShapes covers every shape of DESIGN.md through a real
+// TestRevocationShapes covers every shape of revocation (docs/design.md) through a real
 // broadcaster: jti, subject logout, ban, kid, claim rule, iss scoping, lift
 // and expiry.
 func TestRevocationShapes(t *testing.T) {

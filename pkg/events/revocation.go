@@ -53,7 +53,7 @@ var reservedClaims = map[string]string{
 }
 
 // Revocation is a set of matchers: a token is revoked when it matches all of
-// them. The JSON form is the wire contract of DESIGN.md.
+// them. The JSON form is the wire contract (docs/design.md).
 type Revocation struct {
 	// Set by the server.
 	Key string `json:"key,omitempty"`
@@ -99,7 +99,7 @@ type Synced struct {
 
 // Policy holds the settings that Prepare applies to a revocation.
 type Policy struct {
-	// MaxTokenLifetime is L in DESIGN.md; zero means DefaultMaxTokenLifetime.
+	// MaxTokenLifetime is L of docs/design.md; zero means DefaultMaxTokenLifetime.
 	MaxTokenLifetime time.Duration
 	// MaxExpiry bounds how far ahead expires_at may be (the log's retention);
 	// zero means no bound.
