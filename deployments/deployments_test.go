@@ -1283,13 +1283,13 @@ func request(t *testing.T, method, url, token string, body []byte) (int, []byte)
 // for an --api-keys file.
 func keygen(t *testing.T, name, role string) (key, line string) {
 	t.Helper()
-	out, err := exec.Command(loadProgram(t, "broadcaster").bin, "keygen", "--name", name, "--role", role).Output()
+	out, err := exec.Command(binary(t, "revocast"), "keygen", "--name", name, "--role", role).Output()
 	if err != nil {
-		t.Fatalf("broadcaster keygen: %v", err)
+		t.Fatalf("revocast keygen: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 2 {
-		t.Fatalf("broadcaster keygen printed %q", out)
+		t.Fatalf("revocast keygen printed %q", out)
 	}
 	return lines[0], lines[1]
 }
@@ -1627,7 +1627,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile: %s is not copied", want)
 		}
 	}
-	for _, want := range []string{"./cmd/broadcaster", "./cmd/agent", "./examples/embedded"} {
+	for _, want := range []string{"./cmd/broadcaster", "./cmd/revocast", "./cmd/agent", "./examples/embedded"} {
 		if !slices.Contains(buildPkgs, want) {
 			t.Errorf("Dockerfile: go build does not build %s (builds %v)", want, buildPkgs)
 		}

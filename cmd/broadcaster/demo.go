@@ -13,7 +13,7 @@ import (
 // the repository has them, so they are refused beyond loopback unless
 // --insecure. A test keeps this list equal to the files.
 var demoFiles = map[string]string{
-	"59155ab89e81adb8a5efe61236bf725c68e665ce44437ae9a66a106f7ff1c8d9": "demo-api-keys.txt",
+	"6482ee2ab0635d05fc9091be1cd8948c5090c268f4819f56b474c551f7a3699e": "demo-api-keys.txt",
 	"bb18e3c1a7b1f500a3dd826c40b0344a2ca92e2011d01ffb453f9addce441ad3": "demo-cluster-secret",
 	"cd42fcf5e6946ab75ed36afb2a2ab9fba69f66dbd004b7e709d80af32f128014": "demo-agent.token",
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -51,16 +52,11 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// Exit codes scripts can rely on; the README lists them.
+// Exit codes of the server.
 const (
-	exitOK          = 0
-	exitFailure     = 1 // the request failed: server error, unreachable, not acknowledged
-	exitUsage       = 2 // wrong flags or arguments
-	exitNotFound    = 3 // the revocation does not exist (lift, get)
-	exitAuth        = 4 // missing or refused credentials (401, 403)
-	exitInvalid     = 5 // the server refused the input (400, 413)
-	exitRateLimited = 6 // 429: slow down and retry
-	exitNotEnforced = 7 // revoke --wait: stored, but not every connected agent applied it in time
+	exitOK      = 0
+	exitFailure = 1 // the server stopped on an error
+	exitUsage   = 2 // wrong flags, arguments or configuration
 )
 
 func exitCode(err error, stderr io.Writer) int {
@@ -75,18 +71,20 @@ func exitCode(err error, stderr io.Writer) int {
 	return exitFailure
 }
 
-// dispatch runs a subcommand, or the server when the first argument is a
-// flag (or there is none, or it is "serve").
+// clientCommands are the commands that moved to the revocast binary.
+var clientCommands = []string{"help", "keygen", "lift", "list", "revoke", "tail", "thumbprint"}
+
+// dispatch runs the server when the first argument is a flag (or there is
+// none, or it is "serve"). The client commands live in the revocast binary.
 func dispatch(ctx context.Context, args []string, env cliEnv) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		if args[0] == "serve" {
 			return run(ctx, args[1:], env.getenv, env.stdout, env.stderr)
 		}
-		cmd, ok := subcommands[args[0]]
-		if !ok {
-			return &exitError{exitUsage, fmt.Errorf("unknown command %q; commands: serve, %s", args[0], strings.Join(subcommandNames(), ", "))}
+		if slices.Contains(clientCommands, args[0]) {
+			return &exitError{exitUsage, fmt.Errorf("%q is a command of the client: run \"revocast %s\"", args[0], args[0])}
 		}
-		return cmd(ctx, args[1:], env)
+		return &exitError{exitUsage, fmt.Errorf("unknown command %q: broadcaster only serves (\"broadcaster [serve] [flags]\"); the client is revocast", args[0])}
 	}
 	return run(ctx, args, env.getenv, env.stdout, env.stderr)
 }
@@ -290,8 +288,9 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&sf.log.format, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: broadcaster [serve] [flags]\n       broadcaster <command> [flags]   (commands: %s; \"broadcaster <command> --help\")\n\n"+
-			"Runs the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n\nFlags:\n", strings.Join(subcommandNames(), ", "))
+		fmt.Fprintf(fs.Output(), "Usage: broadcaster [serve] [flags]\n\n"+
+			"Runs the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n"+
+			"The client commands (revoke, lift, list, tail, keygen, thumbprint) are in the revocast binary.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	return fs

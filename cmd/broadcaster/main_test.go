@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -296,5 +297,19 @@ func TestSecondBroadcasterOnSameDataDirRefuses(t *testing.T) {
 	state := client{t, second.URL}.stream("")
 	if len(state) != 3 || state[0].ID != acked.ID {
 		t.Fatalf("after the first was killed, the directory holds %+v", state)
+	}
+}
+
+// TestClientCommandsPointToRevocast: the client commands moved to the
+// revocast binary; broadcaster names it and exits with the usage code.
+func TestClientCommandsPointToRevocast(t *testing.T) {
+	var out bytes.Buffer
+	env := cliEnv{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: &out, stderr: &out}
+	for _, name := range clientCommands {
+		out.Reset()
+		code := exitCode(dispatch(context.Background(), []string{name, "--sub", "alice"}, env), &out)
+		if code != exitUsage || !strings.Contains(out.String(), "revocast "+name) || strings.Count(out.String(), "\n") != 1 {
+			t.Errorf("broadcaster %s: exit %d, want %d and one line naming revocast %s:\n%s", name, code, exitUsage, name, out.String())
+		}
 	}
 }

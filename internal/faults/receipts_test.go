@@ -77,13 +77,13 @@ func enforcementAt(t *testing.T, n *node, key string) (enforcementOf, bool) {
 	return *r.Enforcement, true
 }
 
-// cliRun runs the broadcaster's CLI and returns stdout, stderr and the
+// cliRun runs the revocast CLI and returns stdout, stderr and the
 // exit code.
 func cliRun(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, testutil.Binary(t, "broadcaster"), args...)
+	cmd := exec.CommandContext(ctx, testutil.Binary(t, "revocast"), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

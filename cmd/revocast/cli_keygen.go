@@ -15,8 +15,8 @@ stdout has exactly two lines, for scripts:
           broadcaster's --api-keys file, which stores the key's hash only
 stderr explains this. With --json, stdout is one object: name, role, key, key_line.
 
-  broadcaster keygen --name ci-deploy --role revoker
-  { read -r key; read -r line; } < <(broadcaster keygen --name ci-deploy --role revoker 2>/dev/null)`
+  revocast keygen --name ci-deploy --role revoker
+  { read -r key; read -r line; } < <(revocast keygen --name ci-deploy --role revoker 2>/dev/null)`
 
 func cmdKeygen(_ context.Context, args []string, env cliEnv) error {
 	var name, roleName string

@@ -46,9 +46,8 @@ func init() { subcommands["help"] = cmdHelp }
 
 func subcommandNames() []string { return slices.Sorted(maps.Keys(subcommands)) }
 
-// commandSummaries is what "broadcaster help" prints.
+// commandSummaries is what "revocast help" prints.
 var commandSummaries = map[string]string{
-	"serve":      "run the broadcaster (the default when the first argument is a flag)",
 	"revoke":     "post a revocation, or many jtis from a file (--jti-file)",
 	"lift":       "lift a revocation by its key, or by its matchers",
 	"list":       "list the live revocations",
@@ -63,16 +62,13 @@ func cmdHelp(ctx context.Context, args []string, env cliEnv) error {
 		if cmd, ok := subcommands[args[0]]; ok {
 			return cmd(ctx, []string{"--help"}, env)
 		}
-		if args[0] == "serve" {
-			return dispatch(ctx, []string{"--help"}, env)
-		}
 	}
 	w := env.stdout
-	fmt.Fprintf(w, "Usage: broadcaster [COMMAND] [flags]\n\nCommands:\n")
+	fmt.Fprintf(w, "Usage: revocast COMMAND [flags]\n\nCommands:\n")
 	for _, name := range slices.Sorted(maps.Keys(commandSummaries)) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, commandSummaries[name])
 	}
-	fmt.Fprintf(w, "\nRun \"broadcaster COMMAND --help\" for a command's flags. Client commands read the\n"+
+	fmt.Fprintf(w, "\nRun \"revocast COMMAND --help\" for a command's flags. Client commands read the\n"+
 		"token from $REVOCAST_TOKEN or --token-file, and the server from --server ($REVOCAST_SERVER).\n")
 	if len(args) > 0 {
 		return usageErr("help: unknown command %q", args[0])
@@ -111,9 +107,9 @@ type apiConn struct {
 // exported REVOCAST_SUB must not turn into a --sub by surprise. Only the
 // connection flags read the environment.
 func newCmdFlags(name, synopsis, about string, env cliEnv) *envflag.Set {
-	fs := envflag.New("broadcaster "+name, env.getenv, env.stderr)
+	fs := envflag.New("revocast "+name, env.getenv, env.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: broadcaster %s %s\n\n%s\n\nFlags:\n", name, synopsis, about)
+		fmt.Fprintf(fs.Output(), "Usage: revocast %s %s\n\n%s\n\nFlags:\n", name, synopsis, about)
 		fs.PrintDefaults()
 	}
 	return fs

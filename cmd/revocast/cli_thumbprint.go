@@ -18,8 +18,8 @@ its kid in the JWKS or by this thumbprint (the only name a bare PEM key has); a 
 own header cannot hide it. One line per key: thumbprint, type, then kid, alg and use when
 the JWK has them, and why an agent would skip the key. "-" reads standard input.
 
-  broadcaster thumbprint issuer.pem
-  curl -s https://idp.example/.well-known/jwks.json | broadcaster thumbprint -`
+  revocast thumbprint issuer.pem
+  curl -s https://idp.example/.well-known/jwks.json | revocast thumbprint -`
 
 func cmdThumbprint(_ context.Context, args []string, env cliEnv) error {
 	var asJSON bool

@@ -217,11 +217,11 @@ const revokeAbout = `Posts a revocation and prints what the broadcaster stored: 
 matchers always give the same key), its event id, what it matches and when it
 expires. A token is revoked when it matches every matcher given.
 
-  broadcaster revoke --jti 9f3c2a7e --expires-at +45m --reason "logged out"
-  broadcaster revoke --sub alice                  # log alice out everywhere
-  broadcaster revoke --sub mallory --ban --reason abuse
-  broadcaster revoke --kid 2024-signing-key       # every token signed with this key
-  broadcaster revoke --iss https://idp.example.com --claim tenant=acme
+  revocast revoke --jti 9f3c2a7e --expires-at +45m --reason "logged out"
+  revocast revoke --sub alice                  # log alice out everywhere
+  revocast revoke --sub mallory --ban --reason abuse
+  revocast revoke --kid 2024-signing-key       # every token signed with this key
+  revocast revoke --iss https://idp.example.com --claim tenant=acme
 
 With --wait, waits until every agent connected to the cluster applied it:
 "enforced by 3 of 3 agents in 41 ms"; exits with 7 at the timeout, naming the
@@ -413,8 +413,8 @@ const liftAbout = `Lifts a revocation: tokens it matched are accepted again. Nam
 (printed by revoke and list), or by the same matcher flags it was posted with:
 the key is computed locally from them.
 
-  broadcaster lift 986f32452606733205c8f7e1b38bcb24 --reason "appeal granted"
-  broadcaster lift --sub mallory --ban --reason "appeal granted"
+  revocast lift 986f32452606733205c8f7e1b38bcb24 --reason "appeal granted"
+  revocast lift --sub mallory --ban --reason "appeal granted"
 
 Exits with 3 when no live revocation has that key.`
 

@@ -42,7 +42,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/pkg/events"
 )
@@ -54,8 +53,8 @@ const (
 	defaultConcurrency = 2
 	defaultRetries     = 5
 	// maxBulkBody keeps each batch's body within the broadcaster's default
-	// --max-body-bytes.
-	maxBulkBody = broadcaster.DefaultMaxBodyBytes
+	// --max-body-bytes (1 MiB; a test checks the two agree).
+	maxBulkBody = 1 << 20
 	// maxLineBytes bounds one line of the jti file.
 	maxLineBytes = 64 << 10
 	// bulkStateVersion is the format of the state file.

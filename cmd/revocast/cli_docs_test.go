@@ -47,7 +47,7 @@ func TestCLIDocExamples(t *testing.T) {
 	if len(blocks) < 8 {
 		t.Fatalf("the CLI manual has %d sh blocks", len(blocks))
 	}
-	bin := testutil.Binary(t, "broadcaster")
+	bin := testutil.Binary(t, "revocast")
 	base := startBroadcaster(t, nil)
 	env := []string{"PATH=" + filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"), "REVOCAST_SERVER=" + base}
 	for _, kv := range os.Environ() {

@@ -16,9 +16,9 @@ const listAbout = `Lists the live revocations, oldest first: a table (KEY, MATCH
 REASON, ACTOR), or with --json one JSON object per line. Without --all it shows
 one page and, when there is more, prints on stderr the --after cursor of the next.
 
-  broadcaster list
-  broadcaster list --sub alice
-  broadcaster list --all --json | jq -r .key`
+  revocast list
+  revocast list --sub alice
+  revocast list --all --json | jq -r .key`
 
 // maxListPage is the server's largest page (internal/broadcaster's
 // MaxListLimit).
