@@ -233,3 +233,33 @@ func (v *float64Value) Set(s string) error {
 	return nil
 }
 func (v *float64Value) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+
+// FlagInfo describes one flag for machine-readable listings, so that
+// deployment manifests can be checked against the flags a binary has.
+type FlagInfo struct {
+	Name    string `json:"name"`
+	Env     string `json:"env"`
+	Default string `json:"default"`
+	Usage   string `json:"usage"`
+	Type    string `json:"type"`
+}
+
+// Flags lists the registered flags in registration order.
+func (s *Set) Flags() []FlagInfo {
+	out := make([]FlagInfo, 0, len(s.names))
+	for _, name := range s.names {
+		f := s.Lookup(name)
+		if f == nil {
+			continue
+		}
+		env := EnvName(name)
+		out = append(out, FlagInfo{
+			Name:    name,
+			Env:     env,
+			Default: f.DefValue,
+			Usage:   strings.TrimSuffix(f.Usage, " ($"+env+")"),
+			Type:    strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", f.Value), "*envflag."), "Value"),
+		})
+	}
+	return out
+}

@@ -86,3 +86,19 @@ func TestEnvName(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestFlags(t *testing.T) {
+	s := New("x", func(string) string { return "" }, io.Discard)
+	var addr string
+	var beat time.Duration
+	s.String(&addr, "addr", "127.0.0.1:8080", "listen address")
+	s.Duration(&beat, "heartbeat", 15*time.Second, "heartbeat")
+	got := s.Flags()
+	want := []FlagInfo{
+		{"addr", "REVOCAST_ADDR", "127.0.0.1:8080", "listen address", "string"},
+		{"heartbeat", "REVOCAST_HEARTBEAT", "15s", "heartbeat", "duration"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v", got)
+	}
+}
