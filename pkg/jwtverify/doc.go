@@ -1,0 +1,8 @@
+// Package jwtverify verifies JWTs for revocast: it is the verification code
+// shared by the agent (pkg/agent) and the broadcaster (operator JWTs and the
+// RFC 7009 revocation endpoint), so that the server does not import the
+// agent. Its functions are safe for concurrent use.
+//
+// The move is under way: for now the package holds Thumbprint, the RFC 7638
+// key name; pkg/agent re-exports it under its old name.
+package jwtverify
