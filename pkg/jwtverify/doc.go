@@ -3,6 +3,7 @@
 // RFC 7009 revocation endpoint), so that the server does not import the
 // agent. Its functions are safe for concurrent use.
 //
-// The move is under way: for now the package holds Thumbprint, the RFC 7638
-// key name; pkg/agent re-exports it under its old name.
+// The move is under way: for now the package holds the key rules
+// (ParsePublicKeysPEM, CheckKey, KeyType, MinRSABits) and Thumbprint, the
+// RFC 7638 key name; pkg/agent forwards to them under its old names.
 package jwtverify
