@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/revocast/revocast/pkg/jwtverify"
 )
 
 // Defaults of New.
@@ -37,7 +39,7 @@ const (
 	MinHMACSecretLength = 32
 	// MinRSABits is the smallest RSA modulus accepted, from a PEM file or a
 	// JWKS alike.
-	MinRSABits = 2048
+	MinRSABits = jwtverify.MinRSABits
 	// MaxTokenLength is the longest raw token Check looks at.
 	MaxTokenLength = 16 << 10
 )

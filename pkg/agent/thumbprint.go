@@ -2,58 +2,18 @@ package agent
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/MicahParks/jwkset"
+
+	"github.com/revocast/revocast/pkg/jwtverify"
 )
 
-// Thumbprint returns the RFC 7638 JWK thumbprint of a public key (SHA-256,
-// base64url without padding): the name a kid revocation can give any key,
-// and the only one a bare PEM key has. It accepts *rsa.PublicKey,
-// *ecdsa.PublicKey on P-256, P-384 or P-521 and ed25519.PublicKey, and an
-// HMAC secret as []byte.
-func Thumbprint(key any) (string, error) {
-	var members string // the required members in lexicographic order, no whitespace
-	b64 := base64.RawURLEncoding.EncodeToString
-	switch k := key.(type) {
-	case *rsa.PublicKey:
-		e := big.NewInt(int64(k.E)).Bytes()
-		members = `{"e":"` + b64(e) + `","kty":"RSA","n":"` + b64(k.N.Bytes()) + `"}`
-	case *ecdsa.PublicKey:
-		crv := ""
-		switch ecAlg(k.Curve) {
-		case "ES256":
-			crv = "P-256"
-		case "ES384":
-			crv = "P-384"
-		case "ES512":
-			crv = "P-521"
-		default:
-			return "", fmt.Errorf("thumbprint: unsupported curve %s", k.Curve.Params().Name)
-		}
-		size := (k.Curve.Params().BitSize + 7) / 8
-		x, y := make([]byte, size), make([]byte, size)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
-		members = `{"crv":"` + crv + `","kty":"EC","x":"` + b64(x) + `","y":"` + b64(y) + `"}`
-	case ed25519.PublicKey:
-		members = `{"crv":"Ed25519","kty":"OKP","x":"` + b64(k) + `"}`
-	case []byte:
-		members = `{"k":"` + b64(k) + `","kty":"oct"}`
-	default:
-		return "", fmt.Errorf("thumbprint: unsupported key type %T", key)
-	}
-	sum := sha256.Sum256([]byte(members))
-	return b64(sum[:]), nil
-}
+// Thumbprint returns the RFC 7638 JWK thumbprint of a public key; it is
+// jwtverify.Thumbprint, kept here so that the agent's API does not change.
+func Thumbprint(key any) (string, error) { return jwtverify.Thumbprint(key) }
 
 // KeyDescription names one key of a PEM file or a JWKS: what a kid
 // revocation can name it by, and whether an agent would use it.

@@ -6,8 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/jwtverify"
 )
 
 // Claims are the verified claims of a token. The agent shares one *Claims
@@ -112,71 +111,13 @@ func ecAlg(c elliptic.Curve) string {
 	return ""
 }
 
-// ParsePublicKeysPEM returns the public keys in PEM data: PUBLIC KEY (PKIX:
-// RSA, ECDSA or Ed25519), RSA PUBLIC KEY (PKCS #1) and CERTIFICATE blocks
-// (the certificate's key; the certificate itself is not validated). Data
-// with no key, with a private key or with another kind of block is an error.
+// ParsePublicKeysPEM returns the public keys in PEM data; it is
+// jwtverify.ParsePublicKeysPEM, kept here so the agent's API does not change.
 func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "PUBLIC KEY":
-			key, err = x509.ParsePKIXPublicKey(block.Bytes)
-		case "RSA PUBLIC KEY":
-			key, err = x509.ParsePKCS1PublicKey(block.Bytes)
-		case "CERTIFICATE":
-			var cert *x509.Certificate
-			if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
-				key = cert.PublicKey
-			}
-		default:
-			if strings.Contains(block.Type, "PRIVATE KEY") {
-				return nil, fmt.Errorf("PEM block %d is a %s: give the public key (openssl pkey -pubout), never a private key", n, block.Type)
-			}
-			return nil, fmt.Errorf("PEM block %d: unsupported type %q (want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE)", n, block.Type)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d (%s): %v", n, block.Type, err)
-		}
-		if err := checkKey(key); err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", n, err)
-		}
-		keys = append(keys, key)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no PEM-encoded public key found")
-	}
-	return keys, nil
+	return jwtverify.ParsePublicKeysPEM(data)
 }
 
-// checkKey holds every key, from a PEM file or a JWKS, to the same rules:
-// RSA of at least MinRSABits, ECDSA on P-256, P-384 or P-521, or Ed25519.
-func checkKey(key any) error {
-	switch k := key.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < MinRSABits {
-			return fmt.Errorf("RSA key of %d bits; at least %d are required", k.N.BitLen(), MinRSABits)
-		}
-	case *ecdsa.PublicKey:
-		if ecAlg(k.Curve) == "" {
-			return fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
-		}
-	case ed25519.PublicKey:
-		if len(k) != ed25519.PublicKeySize {
-			return errors.New("malformed Ed25519 key")
-		}
-	default:
-		return fmt.Errorf("unsupported key type %T", key)
-	}
-	return nil
-}
+func checkKey(key any) error { return jwtverify.CheckKey(key) }
 
 // verifyKey is one key that may verify tokens, with the names a kid
 // revocation can give it.
@@ -306,20 +247,7 @@ func (v *verifier) logKeys(log *slog.Logger) {
 	}
 }
 
-// keyType describes a key for logs and the CLI: RSA-2048, EC P-256, Ed25519.
-func keyType(key any) string {
-	switch k := key.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA-%d", k.N.BitLen())
-	case *ecdsa.PublicKey:
-		return "EC " + k.Curve.Params().Name
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case []byte:
-		return "HMAC"
-	}
-	return fmt.Sprintf("%T", key)
-}
+func keyType(key any) string { return jwtverify.KeyType(key) }
 
 // Errors of key selection, reasons of an ErrInvalid.
 var (
