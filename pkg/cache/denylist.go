@@ -513,51 +513,56 @@ func (d *Denylist) checkIndex(t *events.Token, now time.Time) (string, bool) {
 			continue
 		}
 		if k == kindKid {
-			if names := d.keyNames(t); names != nil {
-				if key, ok := d.checkKeyNames(t, names, plain, scoped, &hIss, &issHashed, now); ok {
-					return key, true
-				}
+			if key, ok := d.checkKid(t, plain, scoped, &hIss, &issHashed, now); ok {
+				return key, true
+			}
+			continue
+		}
+		v := tokenValue(t, k)
+		if v == "" {
+			continue
+		}
+		h := maphash.String(d.seeds[k], v)
+		if plain {
+			if key, ok := d.probe(matcherFP(h, k, 0, false), t, now); ok {
+				return key, true
+			}
+		}
+		if scoped {
+			if !issHashed {
+				hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
+			}
+			if key, ok := d.probe(matcherFP(h, k, hIss, true), t, now); ok {
+				return key, true
+			}
+		}
+	}
+	return "", false
+}
+
+// checkKid looks up the kid revocations of every name of t's key: a kid
+// revocation names a key by the token's header kid or by the verifying
+// key's kid, thumbprint or aliases. The names' hashes come from the key's
+// memo when t has one; otherwise each distinct name is hashed here. It is
+// kept apart from the jti and sub lookups, which have one name each, so
+// that they do not pay for this loop.
+func (d *Denylist) checkKid(t *events.Token, plain, scoped bool, hIss *uint64, issHashed *bool, now time.Time) (string, bool) {
+	if names := d.keyNames(t); names != nil {
+		return d.checkKeyNames(t, names, plain, scoped, hIss, issHashed, now)
+	}
+	values := [3]string{t.Kid, t.KeyID, t.KeyThumbprint}
+	for i := 0; i < len(values)+len(t.KeyAliases); i++ {
+		var v string
+		if i < len(values) {
+			v = values[i]
+			if v == "" || (i > 0 && (v == values[0] || (i == 2 && v == values[1]))) {
 				continue
 			}
+		} else {
+			v = t.KeyAliases[i-len(values)]
 		}
-		// A kid revocation names a key by the token's header kid or by the
-		// verifying key's kid or thumbprint: every distinct name is looked up.
-		values := [3]string{tokenValue(t, k)}
-		var aliases []string
-		if k == kindKid {
-			values[1], values[2] = t.KeyID, t.KeyThumbprint
-			aliases = t.KeyAliases
-		}
-		for i := 0; i < len(values)+len(aliases); i++ {
-			var v string
-			if i < len(values) {
-				v = values[i]
-				if v == "" || (i > 0 && (v == values[0] || (i == 2 && v == values[1]))) {
-					continue
-				}
-			} else {
-				v = aliases[i-len(values)]
-			}
-			h := maphash.String(d.seeds[k], v)
-			if plain {
-				fp := matcherFP(h, k, 0, false)
-				if k != kindKid || d.kidHint[kidHintAt(fp)] != 0 {
-					if key, ok := d.probe(fp, t, now); ok {
-						return key, true
-					}
-				}
-			}
-			if scoped {
-				if !issHashed {
-					hIss, issHashed = maphash.String(d.issSeed, t.Iss), true
-				}
-				fp := matcherFP(h, k, hIss, true)
-				if k != kindKid || d.kidHint[kidHintAt(fp)] != 0 {
-					if key, ok := d.probe(fp, t, now); ok {
-						return key, true
-					}
-				}
-			}
+		if key, ok := d.probeKid(maphash.String(d.seeds[kindKid], v), t, plain, scoped, hIss, issHashed, now); ok {
+			return key, true
 		}
 	}
 	return "", false
