@@ -2555,21 +2555,21 @@ func TestKustomizeBuild(t *testing.T) {
 
 var readmeFlag = regexp.MustCompile(`--(addr|cluster-addr|data) (\S+)`)
 
-// TestLocalClusterScript runs deployments/local-cluster.sh, which
-// docs/operations.md offers instead of its three terminals: its defaults are
-// that document's ports and data directories; with other ports it starts three
+// TestLocalClusterScript runs deployments/local-cluster.sh, which the
+// README offers instead of its three terminals: its defaults are the
+// README's ports and data directories; with other ports it starts three
 // broadcasters that form one cluster, and SIGINT stops all three.
 func TestLocalClusterScript(t *testing.T) {
 	script, err := os.ReadFile("local-cluster.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "operations.md"))
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(doc, []byte("deployments/local-cluster.sh")) {
-		t.Errorf("docs/operations.md no longer mentions deployments/local-cluster.sh")
+		t.Errorf("README.md no longer mentions deployments/local-cluster.sh")
 	}
 	text := string(doc)
 	if i := strings.Index(text, "### Three nodes on one machine"); i >= 0 {

@@ -375,10 +375,10 @@ func fetch(t *testing.T, u string) string {
 	return string(b)
 }
 
-// TestDocsDocumentEveryFlag keeps the sidecar's configuration table in
-// docs/agents.md true.
-func TestDocsDocumentEveryFlag(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/agents.md")
+// TestREADMEDocumentsEveryFlag keeps the sidecar's configuration table in
+// README.md true.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	doc, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,18 +388,18 @@ func TestDocsDocumentEveryFlag(t *testing.T) {
 	}
 	// only the sidecar's own table counts (the broadcaster has an --addr too)
 	text := string(doc)
-	start := strings.Index(text, "\n## Running the sidecar\n")
+	start := strings.Index(text, "\n### Sidecar flags\n")
 	if start < 0 {
-		t.Fatal("docs/agents.md has no \"## Running the sidecar\" section")
+		t.Fatal("README.md has no \"### Sidecar flags\" section")
 	}
 	text = text[start+1:]
-	if end := strings.Index(text[3:], "\n## "); end >= 0 {
-		text = text[:end+3]
+	if end := strings.Index(text[4:], "\n#"); end >= 0 {
+		text = text[:end+4]
 	}
 	for _, name := range fs.Names() {
 		row := "| `--" + name + "` | `" + envflag.EnvName(name) + "` |"
 		if !strings.Contains(text, row) {
-			t.Errorf("docs/agents.md lacks the table row starting %q", row)
+			t.Errorf("README.md's sidecar flags lack the table row starting %q", row)
 		}
 	}
 }

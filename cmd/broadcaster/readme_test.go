@@ -88,13 +88,13 @@ func TestREADMECurlExamples(t *testing.T) {
 }
 
 // TestREADMEDocumentsEveryFlag keeps the configuration table of
-// docs/operations.md true.
+// README.md true.
 func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	table := section(t, readme(t, "docs/operations.md"), "## Broadcaster configuration")
+	table := section(t, readme(t, "README.md"), "### Broadcaster flags")
 	for _, name := range flagNames() {
 		row := "| `--" + name + "` | `" + envflag.EnvName(name) + "` |"
 		if !strings.Contains(table, row) {
-			t.Errorf("docs/operations.md's configuration table lacks the row for --%s ($%s)", name, envflag.EnvName(name))
+			t.Errorf("the README's table of broadcaster flags lacks the row for --%s ($%s)", name, envflag.EnvName(name))
 		}
 	}
 }

@@ -12,19 +12,19 @@ import (
 	"github.com/revocast/revocast/internal/testutil"
 )
 
-// TestREADMEThreeNodes starts the cluster exactly as docs/operations.md's three
+// TestREADMEThreeNodes starts the cluster exactly as the README's three
 // terminals do (the binary instead of go run; only ports and data
 // directories changed) and runs its curl commands against it.
 func TestREADMEThreeNodes(t *testing.T) {
 	skipShort(t)
-	doc, err := os.ReadFile("../../docs/operations.md")
+	doc, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(doc)
 	start := strings.Index(text, "### Three nodes on one machine")
 	if start < 0 {
-		t.Fatal("docs/operations.md lost its three-node section")
+		t.Fatal("README.md lost its three-node section")
 	}
 	text = text[start:]
 	text = text[:strings.Index(text[4:], "\n### ")+4]
