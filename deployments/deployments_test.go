@@ -2571,12 +2571,8 @@ func TestLocalClusterScript(t *testing.T) {
 	if !bytes.Contains(doc, []byte("deployments/local-cluster.sh")) {
 		t.Errorf("README.md no longer mentions deployments/local-cluster.sh")
 	}
-	text := string(doc)
-	if i := strings.Index(text, "### Three nodes on one machine"); i >= 0 {
-		text = text[i:]
-		if j := strings.Index(text[4:], "\n### "); j >= 0 {
-			text = text[:j+4]
-		}
+	{
+		text := testutil.DocSection(t, "README.md", "### Three nodes on one machine")
 		var addrs, clusters, data []string
 		for _, m := range readmeFlag.FindAllStringSubmatch(text, -1) {
 			switch m[1] {

@@ -378,24 +378,12 @@ func fetch(t *testing.T, u string) string {
 // TestREADMEDocumentsEveryFlag keeps the sidecar's configuration table in
 // README.md true.
 func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	doc, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, fs, err := parseFlags(nil, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// only the sidecar's own table counts (the broadcaster has an --addr too)
-	text := string(doc)
-	start := strings.Index(text, "\n### Sidecar flags\n")
-	if start < 0 {
-		t.Fatal("README.md has no \"### Sidecar flags\" section")
-	}
-	text = text[start+1:]
-	if end := strings.Index(text[4:], "\n#"); end >= 0 {
-		text = text[:end+4]
-	}
+	text := testutil.DocSection(t, "README.md", "### Sidecar flags")
 	for _, name := range fs.Names() {
 		row := "| `--" + name + "` | `" + envflag.EnvName(name) + "` |"
 		if !strings.Contains(text, row) {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,18 +22,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		}
 		t.Skip("curl not installed; .ci/run installs it")
 	}
-	doc, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(doc)
-	start := strings.Index(text, "### Try it: the sidecar in front of curl")
-	if start < 0 {
-		t.Fatal("README.md lost its walkthrough")
-	}
-	text = text[start:]
-	text = text[:strings.Index(text[4:], "\n### ")+4]
-	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(text, -1)
+	blocks := testutil.ShBlocks(testutil.DocSection(t, "README.md", "### Try it: the sidecar in front of curl"))
 	if len(blocks) != 2 {
 		t.Fatalf("want 2 sh blocks in the walkthrough, found %d", len(blocks))
 	}
@@ -60,7 +48,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	// first block: the key, and the sidecar (started here instead)
 	var keygen []string
 	var agentArgs []string
-	for _, line := range strings.Split(strings.TrimSpace(blocks[0][1]), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(blocks[0]), "\n") {
 		if rest, ok := strings.CutPrefix(line, "go run ./cmd/agent "); ok {
 			agentArgs = strings.Fields(fix(rest))
 			continue
@@ -72,7 +60,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	args := append([]string{"--addr", "127.0.0.1:0", "--broadcaster", b.URL}, agentArgs...)
 	a := testutil.Start(t, "agent", "/readyz", args...)
 
-	script := fix(blocks[1][1])
+	script := fix(blocks[1])
 	script = strings.ReplaceAll(script, "localhost:8080", strings.TrimPrefix(b.URL, "http://"))
 	script = strings.ReplaceAll(script, "localhost:9090", strings.TrimPrefix(a.URL, "http://"))
 	out := runScript(script)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,34 +11,6 @@ import (
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/internal/testutil"
 )
-
-// readme returns a document of the repository: README.md or docs/*.md.
-func readme(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile("../../" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// section returns a document's text from the heading to the next heading of
-// the same level.
-func section(t *testing.T, doc, heading string) string {
-	t.Helper()
-	i := strings.Index(doc, "\n"+heading+"\n")
-	if i < 0 {
-		t.Fatalf("no section %q", heading)
-	}
-	rest := doc[i+len(heading)+2:]
-	level := heading[:strings.IndexByte(heading, ' ')+1]
-	if j := strings.Index(rest, "\n"+level); j >= 0 {
-		rest = rest[:j]
-	}
-	return rest
-}
-
-var shBlock = regexp.MustCompile("(?s)```sh\n(.*?)```")
 
 // TestREADMECurlExamples runs the curl examples of the README's tour and of
 // docs/api.md, as printed, against the real binary (only the address is
@@ -60,12 +31,12 @@ func TestREADMECurlExamples(t *testing.T) {
 		{"docs/api.md", "## Following the stream"},
 		{"docs/api.md", "## Is this token dead everywhere?"},
 	} {
-		for _, m := range shBlock.FindAllStringSubmatch(section(t, readme(t, s.file), s.heading), -1) {
-			script := strings.ReplaceAll(m[1], "localhost:8080", host)
+		for _, block := range testutil.ShBlocks(testutil.DocSection(t, s.file, s.heading)) {
+			script := strings.ReplaceAll(block, "localhost:8080", host)
 			// a followed stream never ends by itself: stop it after 2s
 			script = strings.ReplaceAll(script, "curl -N", "timeout 2 curl -N")
-			t.Run(strings.SplitN(strings.TrimSpace(m[1]), "\n", 2)[0], func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			t.Run(strings.SplitN(strings.TrimSpace(block), "\n", 2)[0], func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				// -f would hide bodies; check HTTP status via the body instead
 				cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail\n"+script)
@@ -90,7 +61,7 @@ func TestREADMECurlExamples(t *testing.T) {
 // TestREADMEDocumentsEveryFlag keeps the configuration table of
 // README.md true.
 func TestREADMEDocumentsEveryFlag(t *testing.T) {
-	table := section(t, readme(t, "README.md"), "### Broadcaster flags")
+	table := testutil.DocSection(t, "README.md", "### Broadcaster flags")
 	for _, name := range flagNames() {
 		row := "| `--" + name + "` | `" + envflag.EnvName(name) + "` |"
 		if !strings.Contains(table, row) {

@@ -21,17 +21,7 @@ const cliDocHeading = "## Command-line client"
 // cliDoc returns the CLI's manual: the section of docs/cli.md.
 func cliDoc(t *testing.T) string {
 	t.Helper()
-	if b, err := os.ReadFile("../../docs/cli.md"); err == nil {
-		if i := strings.Index(string(b), "\n"+cliDocHeading+"\n"); i >= 0 {
-			rest := string(b[i+1+len(cliDocHeading):])
-			if j := strings.Index(rest, "\n## "); j >= 0 {
-				rest = rest[:j]
-			}
-			return rest
-		}
-	}
-	t.Fatal("docs/cli.md has no " + cliDocHeading + " section")
-	return ""
+	return testutil.DocSection(t, "docs/cli.md", cliDocHeading)
 }
 
 // TestCLIDocExamples runs every sh block of the CLI's manual, as printed,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,18 +16,7 @@ import (
 // directories changed) and runs its curl commands against it.
 func TestREADMEThreeNodes(t *testing.T) {
 	skipShort(t)
-	doc, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(doc)
-	start := strings.Index(text, "### Three nodes on one machine")
-	if start < 0 {
-		t.Fatal("README.md lost its three-node section")
-	}
-	text = text[start:]
-	text = text[:strings.Index(text[4:], "\n### ")+4]
-	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(text, -1)
+	blocks := testutil.ShBlocks(testutil.DocSection(t, "README.md", "### Three nodes on one machine"))
 	if len(blocks) != 4 {
 		t.Fatalf("want 3 node blocks and 1 curl block, found %d sh blocks", len(blocks))
 	}
@@ -50,7 +38,7 @@ func TestREADMEThreeNodes(t *testing.T) {
 	}
 	var procs []*testutil.Process
 	for _, b := range blocks[:3] {
-		cmd := strings.ReplaceAll(b[1], "\\\n", " ")
+		cmd := strings.ReplaceAll(b, "\\\n", " ")
 		args, ok := strings.CutPrefix(strings.TrimSpace(cmd), "go run ./cmd/broadcaster ")
 		if !ok {
 			t.Fatalf("a node block does not start with go run ./cmd/broadcaster: %q", cmd)
@@ -69,7 +57,7 @@ func TestREADMEThreeNodes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "bash", "-euc", fix(blocks[3][1])).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "bash", "-euc", fix(blocks[3])).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
