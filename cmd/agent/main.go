@@ -11,8 +11,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,10 +27,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/revocast/revocast/internal/cmdutil"
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/pkg/agent"
 	"github.com/revocast/revocast/pkg/cache"
-	"github.com/revocast/revocast/pkg/sse"
 )
 
 // Defaults of the flags.
@@ -184,50 +182,13 @@ func (c *config) agentOptions(logger *slog.Logger) ([]agent.Option, error) {
 		opts = append(opts, agent.WithBearerToken(t))
 	}
 	if c.caFile != "" {
-		hc, err := httpClient(c.caFile)
+		hc, err := cmdutil.HTTPClient(c.caFile)
 		if err != nil {
 			return nil, err
 		}
 		opts = append(opts, agent.WithHTTPClient(hc))
 	}
 	return opts, nil
-}
-
-// httpClient trusts the CAs of caFile, with the same timeouts as pkg/sse's
-// default client (none on the body: a stream stays open).
-func httpClient(caFile string) (*http.Client, error) {
-	pemData, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("ca-file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("ca-file %s: no PEM certificate found", caFile)
-	}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: sse.DefaultConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   sse.DefaultConnectTimeout,
-		ResponseHeaderTimeout: sse.DefaultResponseHeaderTimeout,
-		IdleConnTimeout:       90 * time.Second,
-	}}, nil
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch strings.ToLower(format) {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log-format %q: want text or json", format)
 }
 
 // run parses the arguments, follows the broadcaster and serves until ctx
@@ -237,7 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
+	logger, err := cmdutil.NewLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
 	}

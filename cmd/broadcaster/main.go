@@ -21,6 +21,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/cmdutil"
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/pkg/events"
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return &exitError{exitUsage, err}
 	}
-	logger, err := newLogger(stderr, sf.log)
+	logger, err := cmdutil.NewLogger(stderr, sf.log.level, sf.log.format)
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
@@ -294,19 +295,4 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-func newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.level)); err != nil {
-		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", o.level)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch strings.ToLower(o.format) {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log-format %q: want text or json", o.format)
 }
