@@ -103,10 +103,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
-	cfg, err := sf.config(ctx, logger)
+	cfg, background, err := sf.config(logger)
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
+	// Only a configuration that is whole starts anything: a refused one
+	// leaves no goroutine behind.
+	background(ctx)
 	if err := broadcaster.Run(ctx, cfg); err != nil {
 		if errors.Is(err, broadcaster.ErrInsecure) || errors.Is(err, broadcaster.ErrConfig) {
 			return &exitError{exitUsage, err}
@@ -150,13 +153,22 @@ func (v verifierFlags) configured() bool {
 	return v.jwks != "" || len(v.publicKeys) > 0 || v.hmacFile != ""
 }
 
-// config builds the server configuration: reads key files, builds verifiers.
-func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadcaster.Config, error) {
-	cfg := sf.cfg
+// config builds the server configuration: reads key files, builds
+// verifiers. It starts nothing: background starts what runs beside the
+// server (key set refreshes, the API key file watcher) until its context
+// ends.
+func (sf *serverFlags) config(logger *slog.Logger) (cfg broadcaster.Config, background func(context.Context), err error) {
+	var tasks []func(context.Context)
+	background = func(ctx context.Context) {
+		for _, task := range tasks {
+			go task(ctx)
+		}
+	}
+	cfg = sf.cfg
 	cfg.Logger = logger
 	switch {
 	case sf.maxConnsPerAddr < 0:
-		return cfg, errors.New("max-conns-per-addr must not be negative (0: no limit)")
+		return cfg, nil, errors.New("max-conns-per-addr must not be negative (0: no limit)")
 	case sf.maxConnsPerAddr == 0:
 		cfg.MaxConnsPerAddr = -1
 	default:
@@ -166,45 +178,46 @@ func (sf *serverFlags) config(ctx context.Context, logger *slog.Logger) (broadca
 	if sf.apiKeys != "" {
 		ks, err := auth.LoadKeyFile(sf.apiKeys)
 		if err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 		if ks.Len() == 0 {
-			return cfg, fmt.Errorf("api-keys %s holds no key", sf.apiKeys)
+			return cfg, nil, fmt.Errorf("api-keys %s holds no key", sf.apiKeys)
 		}
 		keys = ks
 	}
-	operator, err := sf.operatorVerifier(ctx, logger)
+	operator, err := sf.operatorVerifier(logger, &tasks)
 	if err != nil {
-		return cfg, err
+		return cfg, nil, err
 	}
 	cfg.Auth = auth.New(keys, operator)
 	if keys != nil {
 		// A key removed from the file stops working without a restart:
 		// on SIGHUP, and within keyFileCheckInterval of the change.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
+		a := cfg.Auth
+		tasks = append(tasks, func(ctx context.Context) {
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
-			cfg.Auth.WatchKeyFile(ctx, sf.apiKeys, keyFileCheckInterval, hup, logger)
-		}()
+			a.WatchKeyFile(ctx, sf.apiKeys, keyFileCheckInterval, hup, logger)
+		})
 	}
 	if sf.clusterSecretFile != "" {
 		secret, err := os.ReadFile(sf.clusterSecretFile)
 		if err != nil {
-			return cfg, fmt.Errorf("cluster-secret-file: %w", err)
+			return cfg, nil, fmt.Errorf("cluster-secret-file: %w", err)
 		}
 		cfg.NATS.ClusterSecret = strings.TrimSpace(string(secret))
 		if len(cfg.NATS.ClusterSecret) < 16 {
-			return cfg, fmt.Errorf("cluster-secret-file %s: at least 16 characters are required", sf.clusterSecretFile)
+			return cfg, nil, fmt.Errorf("cluster-secret-file %s: at least 16 characters are required", sf.clusterSecretFile)
 		}
 	}
 	if cfg.DemoCredentials, err = sf.demoCredentials(); err != nil {
-		return cfg, err
+		return cfg, nil, err
 	}
-	if cfg.TokenVerifier, err = sf.tokenVerifier(ctx, logger); err != nil {
-		return cfg, err
+	if cfg.TokenVerifier, err = sf.tokenVerifier(logger, &tasks); err != nil {
+		return cfg, nil, err
 	}
-	return cfg, nil
+	return cfg, background, nil
 }
 
 func parseFlags(args []string, getenv func(string) string, output io.Writer) (*serverFlags, error) {

@@ -62,10 +62,11 @@ func startOperatorBroadcaster(t *testing.T) *operatorSetup {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cfg, err := sf.config(ctx, slog.New(slog.DiscardHandler))
+	cfg, background, err := sf.config(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	background(ctx)
 	s, err := broadcaster.New(cfg)
 	if err != nil {
 		t.Fatal(err)

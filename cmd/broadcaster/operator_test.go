@@ -42,10 +42,11 @@ func TestOperatorJWTRoleMatrix(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg, err := sf.config(ctx, slog.New(slog.DiscardHandler))
+	cfg, background, err := sf.config(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	background(ctx)
 	s, err := broadcaster.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,9 @@ import (
 	"github.com/revocast/revocast/pkg/events"
 )
 
-// verifier builds a JWT verifier from flags, with its JWKS refreshed in the
-// background until ctx ends.
-func (v verifierFlags) verifier(ctx context.Context, logger *slog.Logger, what string) (*agent.Verifier, error) {
+// verifier builds a JWT verifier from flags; its JWKS refresh is added to
+// tasks, to run until the server's context ends.
+func (v verifierFlags) verifier(logger *slog.Logger, what string, tasks *[]func(context.Context)) (*agent.Verifier, error) {
 	opts, err := agent.KeySource{
 		PublicKeyFiles: v.publicKeys, HMACSecretFile: v.hmacFile, JWKS: v.jwks,
 		Algorithms: v.algs, Issuers: v.issuers, Audiences: v.audiences,
@@ -27,12 +27,12 @@ func (v verifierFlags) verifier(ctx context.Context, logger *slog.Logger, what s
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	go ver.Run(ctx)
+	*tasks = append(*tasks, ver.Run)
 	return ver, nil
 }
 
 // operatorVerifier builds the verifier of operator JWTs, if configured.
-func (sf *serverFlags) operatorVerifier(ctx context.Context, logger *slog.Logger) (auth.JWTVerifier, error) {
+func (sf *serverFlags) operatorVerifier(logger *slog.Logger, tasks *[]func(context.Context)) (auth.JWTVerifier, error) {
 	if !sf.auth.configured() {
 		if len(sf.auth.issuers)+len(sf.auth.audiences)+len(sf.auth.algs) > 0 {
 			return nil, errors.New("--auth-issuer, --auth-audience and --auth-algs need --auth-jwks or --auth-public-key")
@@ -42,7 +42,7 @@ func (sf *serverFlags) operatorVerifier(ctx context.Context, logger *slog.Logger
 	if sf.auth.hmacFile != "" {
 		return nil, errors.New("operator JWTs are verified with public keys only")
 	}
-	v, err := sf.auth.verifier(ctx, logger, "operator JWTs (--auth-jwks / --auth-public-key)")
+	v, err := sf.auth.verifier(logger, "operator JWTs (--auth-jwks / --auth-public-key)", tasks)
 	if err != nil {
 		return nil, err
 	}
@@ -121,14 +121,14 @@ func splitSpaces(s string) []string {
 }
 
 // tokenVerifier builds the verifier of tokens posted to POST /v1/revoke.
-func (sf *serverFlags) tokenVerifier(ctx context.Context, logger *slog.Logger) (broadcaster.TokenVerifier, error) {
+func (sf *serverFlags) tokenVerifier(logger *slog.Logger, tasks *[]func(context.Context)) (broadcaster.TokenVerifier, error) {
 	if !sf.token.configured() {
 		if len(sf.token.issuers)+len(sf.token.audiences)+len(sf.token.algs) > 0 {
 			return nil, errors.New("--token-issuer, --token-audience and --token-algs need --token-jwks, --token-public-key or --token-hmac-secret-file")
 		}
 		return nil, nil
 	}
-	v, err := sf.token.verifier(ctx, logger, "tokens for POST /v1/revoke (--token-*)")
+	v, err := sf.token.verifier(logger, "tokens for POST /v1/revoke (--token-*)", tasks)
 	if err != nil {
 		return nil, err
 	}
