@@ -15,11 +15,6 @@ type Token struct {
 	// Kid is the JOSE header's kid: written by whoever signed the token, so
 	// a kid revocation matches it but never relies on it alone.
 	Kid string
-	// IssuedAt is the iat claim in Unix seconds; HasIssuedAt is false when
-	// the token has none. (Kept beside the fields every check reads, ahead
-	// of the key's names, so that a check touches fewer cache lines.)
-	IssuedAt    int64
-	HasIssuedAt bool
 	// KeyID and KeyThumbprint name the key whose signature verified the
 	// token: its kid in the key set (or a label the operator gave it) and
 	// its RFC 7638 SHA-256 thumbprint. A kid revocation matches a token when
@@ -35,6 +30,10 @@ type Token struct {
 	// that checking a token does not compute it again. It is only an
 	// optimisation: what it remembers is used only while the names match.
 	KeyMemo *KeyMemo
+	// IssuedAt is the iat claim in Unix seconds; HasIssuedAt is false when
+	// the token has none.
+	IssuedAt    int64
+	HasIssuedAt bool
 	// Claims holds the token's other claims, as decoded from JSON (strings,
 	// float64 or json.Number, bools, …). It may also hold the registered
 	// claims; they are not consulted.
