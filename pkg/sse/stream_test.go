@@ -183,7 +183,12 @@ func TestStreamOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	frame, _ = AppendEvent(frame, Event{ID: "3", Type: "t", Data: []byte("raw\ntwo")})
+	// The handler reports when its last write has returned: the client must
+	// not hang up before then, or clearing the write deadline after the last
+	// flush meets a closed connection.
+	written := make(chan struct{})
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		defer close(written)
 		s, err := Start(w, r, WithRetry(50*time.Millisecond), WithWriteTimeout(time.Second))
 		if err != nil {
 			t.Errorf("Start: %v", err)
@@ -198,7 +203,6 @@ func TestStreamOverHTTP(t *testing.T) {
 		if err := s.Comment("still here"); err != nil {
 			t.Errorf("Comment: %v", err)
 		}
-		<-r.Context().Done()
 	})
 	resp := openStream(t, srv.URL)
 	for k, v := range map[string]string{
@@ -209,6 +213,11 @@ func TestStreamOverHTTP(t *testing.T) {
 		}
 	}
 	readExactly(t, resp.Body, "retry: 50\n\nid: 1\nevent: hello\ndata: world\n\n"+string(frame)+": still here\n")
+	select {
+	case <-written:
+	case <-time.After(time.Minute):
+		t.Fatal("the handler's writes did not return")
+	}
 }
 
 func TestServeHeartbeat(t *testing.T) {
