@@ -92,6 +92,9 @@ func dispatch(ctx context.Context, args []string, env cliEnv) error {
 // run parses the server's flags and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	sf, err := parseFlags(args, getenv, stderr)
+	if sf.flagsJSON {
+		return writeFlagsJSON(stdout)
+	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -133,6 +136,8 @@ type serverFlags struct {
 	clusterSecretFile string
 	// maxConnsPerAddr is the flag's value: 0 means no limit.
 	maxConnsPerAddr int
+	// flagsJSON: print the flags and exit (--flags-json).
+	flagsJSON bool
 }
 
 // verifierFlags configure a JWT verifier.
@@ -212,6 +217,9 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (*s
 	if err := fs.Parse(args); err != nil {
 		return sf, err
 	}
+	if sf.flagsJSON {
+		return sf, nil
+	}
 	if fs.NArg() > 0 {
 		return sf, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
@@ -221,6 +229,12 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (*s
 // flagNames lists every flag, for the README test.
 func flagNames() []string {
 	return newFlagSet(&serverFlags{}, func(string) string { return "" }, io.Discard).Names()
+}
+
+// writeFlagsJSON prints the flags for --flags-json, their defaults read
+// without the environment.
+func writeFlagsJSON(w io.Writer) error {
+	return newFlagSet(&serverFlags{}, func(string) string { return "" }, io.Discard).WriteFlagsJSON(w)
 }
 
 func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *envflag.Set {
@@ -287,6 +301,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&cfg.PprofAddr, "pprof-addr", "", "loopback host:port serving net/http/pprof (empty: none)")
 	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&sf.log.format, "log-format", "text", "log format: text or json")
+	fs.AddFlagsJSON(&sf.flagsJSON)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: broadcaster [serve] [flags]\n\n"+
 			"Runs the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n"+

@@ -7,6 +7,7 @@
 package envflag
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,12 +106,14 @@ func (s *Set) List(p *[]string, name string, def []string, usage string) {
 	s.Var(&listValue{p: p, replace: true}, name, usage)
 }
 
-// Parse parses args; an invalid environment variable is an error too.
+// Parse parses args; an invalid environment variable is an error too. The
+// command line is parsed first, so that --help and --flags-json work
+// whatever the environment holds.
 func (s *Set) Parse(args []string) error {
-	if err := errors.Join(s.envErr...); err != nil {
+	if err := s.FlagSet.Parse(args); err != nil {
 		return err
 	}
-	return s.FlagSet.Parse(args)
+	return errors.Join(s.envErr...)
 }
 
 // Names lists the registered flags in registration order.
@@ -262,4 +265,25 @@ func (s *Set) Flags() []FlagInfo {
 		})
 	}
 	return out
+}
+
+// FlagsJSONName is the flag of AddFlagsJSON.
+const FlagsJSONName = "flags-json"
+
+// AddFlagsJSON registers --flags-json into p, which the caller checks after
+// Parse (even when Parse failed on the environment): when set, it prints
+// WriteFlagsJSON to stdout and exits 0 without starting anything. The flag
+// has no environment variable (a variable left in a container's
+// environment must not keep it from serving), and it is not in Names or
+// Flags: it is not configuration.
+func (s *Set) AddFlagsJSON(p *bool) {
+	s.FlagSet.BoolVar(p, FlagsJSONName, false,
+		"print the flags as a JSON array (name, env, default, usage, type) and exit without starting anything (no environment variable)")
+}
+
+// WriteFlagsJSON writes Flags as an indented JSON array.
+func (s *Set) WriteFlagsJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s.Flags())
 }
