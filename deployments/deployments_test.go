@@ -5,7 +5,7 @@ package deployments_test
 //   - every YAML file parses (every document of it);
 //   - every command line and REVOCAST_* variable of the compose file, the
 //     Kubernetes manifests, the systemd units and their env files names a
-//     flag the real binary has (from its --help);
+//     flag the real binary has (from its --flags-json);
 //   - the compose file's and the StatefulSet's exact command lines, with only
 //     host names, ports and paths replaced, start a real 3-node cluster on
 //     127.0.0.1 that becomes ready and replicates a revocation, and the
@@ -23,6 +23,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"io/fs"
 	"maps"
@@ -45,6 +48,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/internal/testutil"
 )
 
@@ -481,10 +485,11 @@ func decodeSpec[T any](t *testing.T, o k8sObject) T {
 type flagDef struct {
 	name   string
 	isBool bool
+	typ    string // envflag's type name: string, bool, int, duration, list…
 	env    string // REVOCAST_…, or "" (examples/embedded reads no environment)
 }
 
-// program is a binary and the flags its --help lists.
+// program is a binary and the flags it has.
 type program struct {
 	name  string // broadcaster, agent, embedded
 	bin   string
@@ -495,8 +500,6 @@ type program struct {
 var (
 	programsMu sync.Mutex
 	programs   = map[string]*program{}
-	flagLine   = regexp.MustCompile(`^  -([a-z0-9][a-z0-9-]*)(?: (\S+))?$`)
-	envInUsage = regexp.MustCompile(`\(\$(REVOCAST_[A-Z0-9_]+)\)`)
 )
 
 // binary builds the named program: cmd/broadcaster and cmd/agent through
@@ -527,9 +530,62 @@ func binary(t *testing.T, name string) string {
 	return out
 }
 
-// loadProgram builds a program and reads its flags from --help, whose lines
-// look like "  -flag value" (no type word for a boolean), then indented usage
-// ending in "($REVOCAST_FLAG)".
+// listFlags runs "<bin> --flags-json", the binary's own machine-readable
+// list of its flags (envflag.FlagInfo).
+func listFlags(t *testing.T, name, bin string) []envflag.FlagInfo {
+	t.Helper()
+	cmd := exec.Command(bin, "--flags-json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s --flags-json: %v\n%s", name, err, stderr.Bytes())
+	}
+	var flags []envflag.FlagInfo
+	if err := json.Unmarshal(out, &flags); err != nil {
+		t.Fatalf("%s --flags-json: %v\n%s", name, err, out)
+	}
+	return flags
+}
+
+// embeddedFlags reads the flags of examples/embedded from its source: an
+// example kept to the standard flag package, it has no --flags-json. Every
+// fs.String/Bool/Int/Duration("name", …) call of main.go is a flag.
+func embeddedFlags(t *testing.T) []envflag.FlagInfo {
+	t.Helper()
+	file := filepath.Join(repoRoot, "examples", "embedded", "main.go")
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []envflag.FlagInfo
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) < 2 {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "fs" {
+			return true
+		}
+		typ := strings.ToLower(sel.Sel.Name)
+		if !slices.Contains([]string{"string", "bool", "int", "duration"}, typ) {
+			return true
+		}
+		if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			name, _ := strconv.Unquote(lit.Value)
+			flags = append(flags, envflag.FlagInfo{Name: name, Type: typ})
+		}
+		return true
+	})
+	return flags
+}
+
+// loadProgram builds a program and learns its flags: from --flags-json for
+// the broadcaster and the agent, from the source for examples/embedded.
 func loadProgram(t *testing.T, name string) *program {
 	t.Helper()
 	programsMu.Lock()
@@ -539,34 +595,26 @@ func loadProgram(t *testing.T, name string) *program {
 		return p
 	}
 	bin := binary(t, name)
-	out, err := exec.Command(bin, "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s --help: %v\n%s", name, err, out)
+	var list []envflag.FlagInfo
+	if name == "embedded" {
+		list = embeddedFlags(t)
+	} else {
+		list = listFlags(t, name, bin)
 	}
 	p = &program{name: name, bin: bin, flags: map[string]flagDef{}, envs: map[string]string{}}
-	var cur string
-	for _, line := range strings.Split(string(out), "\n") {
-		if m := flagLine.FindStringSubmatch(line); m != nil {
-			cur = m[1]
-			p.flags[cur] = flagDef{name: cur, isBool: m[2] == ""}
-			continue
-		}
-		if cur != "" && strings.HasPrefix(line, "    ") {
-			if m := envInUsage.FindStringSubmatch(line); m != nil {
-				d := p.flags[cur]
-				d.env = m[1]
-				p.flags[cur] = d
-				p.envs[m[1]] = cur
-			}
+	for _, f := range list {
+		p.flags[f.Name] = flagDef{name: f.Name, isBool: f.Type == "bool", typ: f.Type, env: f.Env}
+		if f.Env != "" {
+			p.envs[f.Env] = f.Name
 		}
 	}
 	if len(p.flags) < 5 || p.flags["addr"].name == "" {
-		t.Fatalf("%s --help: found %d flags (is the help format still \"  -flag value\"?)\n%s", name, len(p.flags), out)
+		t.Fatalf("%s: found %d flags, no --addr: %+v", name, len(p.flags), list)
 	}
 	if name != "embedded" {
 		for _, f := range p.flags {
-			if f.env == "" && f.name != "flags-json" {
-				t.Fatalf("%s --help: flag -%s names no $REVOCAST_ variable", name, f.name)
+			if f.env != envflag.EnvName(f.name) {
+				t.Fatalf("%s --flags-json: flag --%s has variable %q", name, f.name, f.env)
 			}
 		}
 	}
