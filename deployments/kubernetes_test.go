@@ -1,0 +1,851 @@
+package deployments_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/revocast/revocast/internal/testutil"
+)
+
+// Kubernetes: only the fields these tests read.
+
+type objectMeta struct {
+	Name   string            `yaml:"name"`
+	Labels map[string]string `yaml:"labels"`
+}
+
+type k8sObject struct {
+	APIVersion string            `yaml:"apiVersion"`
+	Kind       string            `yaml:"kind"`
+	Metadata   objectMeta        `yaml:"metadata"`
+	Spec       yaml.Node         `yaml:"spec"`
+	Data       map[string]string `yaml:"data"`
+	file       string
+}
+
+type servicePort struct {
+	Name       string `yaml:"name"`
+	Port       int    `yaml:"port"`
+	TargetPort string `yaml:"targetPort"`
+}
+
+type serviceSpec struct {
+	ClusterIP                string            `yaml:"clusterIP"`
+	PublishNotReadyAddresses bool              `yaml:"publishNotReadyAddresses"`
+	Selector                 map[string]string `yaml:"selector"`
+	Ports                    []servicePort     `yaml:"ports"`
+}
+
+type labelSelector struct {
+	MatchLabels map[string]string `yaml:"matchLabels"`
+}
+
+type podTemplate struct {
+	Metadata objectMeta `yaml:"metadata"`
+	Spec     podSpec    `yaml:"spec"`
+}
+
+type statefulSetSpec struct {
+	ServiceName          string        `yaml:"serviceName"`
+	Replicas             int           `yaml:"replicas"`
+	PodManagementPolicy  string        `yaml:"podManagementPolicy"`
+	Selector             labelSelector `yaml:"selector"`
+	Template             podTemplate   `yaml:"template"`
+	VolumeClaimTemplates []struct {
+		Metadata objectMeta `yaml:"metadata"`
+	} `yaml:"volumeClaimTemplates"`
+}
+
+type deploymentSpec struct {
+	Replicas int           `yaml:"replicas"`
+	Selector labelSelector `yaml:"selector"`
+	Template podTemplate   `yaml:"template"`
+}
+
+type pdbSpec struct {
+	MaxUnavailable string        `yaml:"maxUnavailable"`
+	MinAvailable   string        `yaml:"minAvailable"`
+	Selector       labelSelector `yaml:"selector"`
+}
+
+type podSpec struct {
+	TerminationGracePeriodSeconds *int  `yaml:"terminationGracePeriodSeconds"`
+	EnableServiceLinks            *bool `yaml:"enableServiceLinks"`
+	SecurityContext               struct {
+		RunAsNonRoot *bool  `yaml:"runAsNonRoot"`
+		RunAsUser    *int64 `yaml:"runAsUser"`
+		FSGroup      *int64 `yaml:"fsGroup"`
+	} `yaml:"securityContext"`
+	Containers     []container `yaml:"containers"`
+	InitContainers []container `yaml:"initContainers"`
+	Volumes        []volume    `yaml:"volumes"`
+}
+
+type probe struct {
+	HTTPGet *struct {
+		Path string `yaml:"path"`
+		Port string `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+type container struct {
+	Name    string   `yaml:"name"`
+	Image   string   `yaml:"image"`
+	Command []string `yaml:"command"`
+	Args    []string `yaml:"args"`
+	Env     []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	Ports []struct {
+		Name          string `yaml:"name"`
+		ContainerPort int    `yaml:"containerPort"`
+	} `yaml:"ports"`
+	VolumeMounts []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+		SubPath   string `yaml:"subPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
+	} `yaml:"volumeMounts"`
+	ReadinessProbe *probe `yaml:"readinessProbe"`
+	LivenessProbe  *probe `yaml:"livenessProbe"`
+	StartupProbe   *probe `yaml:"startupProbe"`
+	Resources      struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	SecurityContext *struct {
+		AllowPrivilegeEscalation *bool  `yaml:"allowPrivilegeEscalation"`
+		ReadOnlyRootFilesystem   *bool  `yaml:"readOnlyRootFilesystem"`
+		RunAsNonRoot             *bool  `yaml:"runAsNonRoot"`
+		RunAsUser                *int64 `yaml:"runAsUser"`
+		Privileged               *bool  `yaml:"privileged"`
+		Capabilities             struct {
+			Drop []string `yaml:"drop"`
+		} `yaml:"capabilities"`
+	} `yaml:"securityContext"`
+}
+
+type keyToPath struct {
+	Key  string `yaml:"key"`
+	Path string `yaml:"path"`
+}
+
+type volume struct {
+	Name   string `yaml:"name"`
+	Secret *struct {
+		SecretName string      `yaml:"secretName"`
+		Items      []keyToPath `yaml:"items"`
+	} `yaml:"secret"`
+	ConfigMap *struct {
+		Name  string      `yaml:"name"`
+		Items []keyToPath `yaml:"items"`
+	} `yaml:"configMap"`
+	EmptyDir              any `yaml:"emptyDir"`
+	PersistentVolumeClaim any `yaml:"persistentVolumeClaim"`
+}
+
+type generator struct {
+	Name  string   `yaml:"name"`
+	Files []string `yaml:"files"`
+}
+
+type kustomization struct {
+	Resources          []string    `yaml:"resources"`
+	SecretGenerator    []generator `yaml:"secretGenerator"`
+	ConfigMapGenerator []generator `yaml:"configMapGenerator"`
+}
+
+// k8sManifests is what kustomization.yaml puts together.
+type k8sManifests struct {
+	kust    kustomization
+	objects []k8sObject
+	// files of Secrets and ConfigMaps: name → key → file on disk
+	secrets    map[string]map[string]string
+	configMaps map[string]map[string]string
+}
+
+const k8sDir = "kubernetes"
+
+func loadKubernetes(t *testing.T) *k8sManifests {
+	t.Helper()
+	m := &k8sManifests{secrets: map[string]map[string]string{}, configMaps: map[string]map[string]string{}}
+	kd := yamlDocs(t, filepath.Join(k8sDir, "kustomization.yaml"))
+	if len(kd) != 1 {
+		t.Fatalf("kustomization.yaml: %d documents", len(kd))
+	}
+	if err := kd[0].Decode(&m.kust); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	// every manifest in the directory is part of the kustomization
+	listed := map[string]bool{}
+	for _, r := range m.kust.Resources {
+		listed[filepath.Clean(r)] = true
+	}
+	entries, err := os.ReadDir(k8sDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) && n != "kustomization.yaml" && !listed[n] {
+			t.Errorf("kubernetes/%s is not listed in kustomization.yaml resources", n)
+		}
+	}
+	for _, r := range m.kust.Resources {
+		file := filepath.Join(k8sDir, r)
+		for i, d := range yamlDocs(t, file) {
+			var o k8sObject
+			if err := d.Decode(&o); err != nil {
+				t.Fatalf("%s document %d: %v", file, i+1, err)
+			}
+			if o.APIVersion == "" || o.Kind == "" || o.Metadata.Name == "" {
+				t.Errorf("%s document %d: apiVersion, kind and metadata.name are required", file, i+1)
+			}
+			o.file = file
+			m.objects = append(m.objects, o)
+			if o.Kind == "ConfigMap" {
+				files := map[string]string{}
+				for k, v := range o.Data {
+					p := filepath.Join(t.TempDir(), k)
+					if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					files[k] = p
+				}
+				m.configMaps[o.Metadata.Name] = files
+			}
+		}
+	}
+	gen := func(kind string, gens []generator, into map[string]map[string]string) {
+		for _, g := range gens {
+			files := map[string]string{}
+			for _, f := range g.Files {
+				key, src, ok := strings.Cut(f, "=")
+				if !ok {
+					key, src = path.Base(f), f
+				}
+				p := filepath.Join(k8sDir, filepath.FromSlash(src))
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("kustomization.yaml %s %s: %v", kind, g.Name, err)
+				}
+				files[key] = p
+			}
+			into[g.Name] = files
+		}
+	}
+	gen("secretGenerator", m.kust.SecretGenerator, m.secrets)
+	gen("configMapGenerator", m.kust.ConfigMapGenerator, m.configMaps)
+	return m
+}
+
+func (m *k8sManifests) all(kind string) []k8sObject {
+	var out []k8sObject
+	for _, o := range m.objects {
+		if o.Kind == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func decodeSpec[T any](t *testing.T, o k8sObject) T {
+	t.Helper()
+	var s T
+	if err := o.Spec.Decode(&s); err != nil {
+		t.Fatalf("%s %s %s: spec: %v", o.file, o.Kind, o.Metadata.Name, err)
+	}
+	return s
+}
+
+var k8sVar = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// podInvocations: the revocast containers of a pod template, for one pod.
+func (m *k8sManifests) podInvocations(t *testing.T, img dockerImage, file, podName string, labels map[string]string, spec podSpec, pvcs map[string]bool) []*invocation {
+	t.Helper()
+	var out []*invocation
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		if !ourImage(c.Image) {
+			continue
+		}
+		src := fmt.Sprintf("%s pod %s container %s", file, podName, c.Name)
+		env := map[string]string{}
+		for _, e := range c.Env {
+			switch {
+			case e.ValueFrom == nil:
+				env[e.Name] = k8sVar.ReplaceAllStringFunc(e.Value, func(s string) string { return expand(env, s) })
+			case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+				env[e.Name] = podName
+			case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+				env[e.Name] = "default"
+			default:
+				t.Errorf("%s: env %s: this test cannot evaluate its valueFrom", src, e.Name)
+			}
+		}
+		var ep string
+		var args []string
+		switch {
+		case len(c.Command) > 0:
+			// a command without args drops the image's CMD too
+			ep, args = c.Command[0], append(slices.Clone(c.Command[1:]), c.Args...)
+		case len(c.Args) > 0:
+			args = slices.Clone(c.Args)
+		default:
+			args = slices.Clone(img.cmd)
+		}
+		for i, a := range args {
+			args[i] = k8sVar.ReplaceAllStringFunc(a, func(s string) string { return expand(env, s) })
+		}
+		prog, err := programOf(t, img, ep)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		inv := &invocation{source: src, host: podName, hosts: []string{podName}, labels: labels, prog: prog, args: args,
+			env: map[string]string{}, files: map[string]string{}, volumes: map[string]bool{}, namedPorts: map[string]int{}}
+		for k, v := range img.env {
+			if _, ok := prog.envs[k]; ok {
+				inv.env[k] = v
+			}
+		}
+		maps.Copy(inv.env, env)
+		for _, p := range c.Ports {
+			if p.Name != "" {
+				inv.namedPorts[p.Name] = p.ContainerPort
+			}
+		}
+		vols := map[string]volume{}
+		for _, v := range spec.Volumes {
+			vols[v.Name] = v
+		}
+		for _, vm := range c.VolumeMounts {
+			if pvcs[vm.Name] {
+				inv.volumes[vm.MountPath] = true
+				continue
+			}
+			v, ok := vols[vm.Name]
+			if !ok {
+				t.Errorf("%s: volumeMount %s: no such volume", src, vm.Name)
+				continue
+			}
+			var keys map[string]string
+			var items []keyToPath
+			switch {
+			case v.Secret != nil:
+				keys, items = m.secrets[v.Secret.SecretName], v.Secret.Items
+				if keys == nil {
+					t.Errorf("%s: Secret %s is neither generated nor defined", src, v.Secret.SecretName)
+				}
+			case v.ConfigMap != nil:
+				keys, items = m.configMaps[v.ConfigMap.Name], v.ConfigMap.Items
+				if keys == nil {
+					t.Errorf("%s: ConfigMap %s is neither generated nor defined", src, v.ConfigMap.Name)
+				}
+			case v.PersistentVolumeClaim != nil:
+				inv.volumes[vm.MountPath] = true
+				continue
+			default: // emptyDir: scratch space, not data
+				continue
+			}
+			// the files the volume shows: every key, or the items
+			shown := map[string]string{}
+			if len(items) == 0 {
+				for k, f := range keys {
+					shown[k] = f
+				}
+			}
+			for _, it := range items {
+				f, ok := keys[it.Key]
+				if !ok {
+					t.Errorf("%s: volume %s: no key %s", src, v.Name, it.Key)
+				}
+				shown[it.Path] = f
+			}
+			if vm.SubPath != "" {
+				f, ok := shown[vm.SubPath]
+				if !ok {
+					t.Errorf("%s: volumeMount %s: subPath %s is not in the volume", src, vm.Name, vm.SubPath)
+				}
+				inv.files[vm.MountPath] = f
+				continue
+			}
+			for rel, f := range shown {
+				inv.files[path.Join(vm.MountPath, rel)] = f
+			}
+		}
+		inv.parse(t)
+		out = append(out, inv)
+	}
+	return out
+}
+
+func expand(env map[string]string, ref string) string {
+	name := ref[2 : len(ref)-1]
+	if v, ok := env[name]; ok {
+		return v
+	}
+	return ref // Kubernetes leaves unknown references as they are
+}
+
+// k8sInvocations: the StatefulSet's pods (revocast-0…) and one pod of each
+// Deployment, with the Services that front them.
+func (m *k8sManifests) k8sInvocations(t *testing.T, img dockerImage) (sts, deploys []*invocation) {
+	t.Helper()
+	for _, o := range m.all("StatefulSet") {
+		s := decodeSpec[statefulSetSpec](t, o)
+		pvcs := map[string]bool{}
+		for _, v := range s.VolumeClaimTemplates {
+			pvcs[v.Metadata.Name] = true
+		}
+		for i := range s.Replicas {
+			pod := fmt.Sprintf("%s-%d", o.Metadata.Name, i)
+			invs := m.podInvocations(t, img, o.file, pod, s.Template.Metadata.Labels, s.Template.Spec, pvcs)
+			for _, inv := range invs {
+				inv.hosts = append(inv.hosts, pod+"."+s.ServiceName)
+			}
+			sts = append(sts, invs...)
+		}
+	}
+	for _, o := range m.all("Deployment") {
+		s := decodeSpec[deploymentSpec](t, o)
+		deploys = append(deploys, m.podInvocations(t, img, o.file, o.Metadata.Name+"-0", s.Template.Metadata.Labels, s.Template.Spec, nil)...)
+	}
+	return sts, deploys
+}
+
+// ---------------------------------------------------------------------------
+// Kubernetes
+// ---------------------------------------------------------------------------
+
+func (m *k8sManifests) services(t *testing.T) []k8sService {
+	var out []k8sService
+	for _, o := range m.all("Service") {
+		s := decodeSpec[serviceSpec](t, o)
+		out = append(out, k8sService{name: o.Metadata.Name, selector: s.Selector, ports: s.Ports})
+	}
+	return out
+}
+
+// TestKubernetesManifests checks the manifests without a cluster: flags and
+// variables exist, the StatefulSet forms its cluster from stable names, the
+// Services, the PodDisruptionBudget and the probes fit it, the containers
+// are locked down.
+func TestKubernetesManifests(t *testing.T) {
+	m := loadKubernetes(t)
+	img := imageDefaults(t)
+	stsInvs, depInvs := m.k8sInvocations(t, img)
+
+	stss := m.all("StatefulSet")
+	if len(stss) != 1 {
+		t.Fatalf("want one StatefulSet, got %d", len(stss))
+	}
+	st := stss[0]
+	sts := decodeSpec[statefulSetSpec](t, st)
+	where := st.file + " StatefulSet " + st.Metadata.Name
+	if sts.Replicas != 3 {
+		t.Errorf("%s: replicas %d, want 3", where, sts.Replicas)
+	}
+	if sts.PodManagementPolicy != "Parallel" {
+		t.Errorf("%s: podManagementPolicy %q: want Parallel (pod 0 is never ready before the others exist)", where, sts.PodManagementPolicy)
+	}
+	if !selects(sts.Selector.MatchLabels, sts.Template.Metadata.Labels) {
+		t.Errorf("%s: the selector does not select the template's labels", where)
+	}
+	if len(sts.VolumeClaimTemplates) == 0 {
+		t.Errorf("%s: no volumeClaimTemplates", where)
+	}
+	if g := sts.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 10 {
+		t.Errorf("%s: terminationGracePeriodSeconds must be set (at least 10)", where)
+	}
+
+	// the headless Service the pods' DNS names come from
+	var headless *serviceSpec
+	for _, o := range m.all("Service") {
+		if o.Metadata.Name == sts.ServiceName {
+			s := decodeSpec[serviceSpec](t, o)
+			headless = &s
+		}
+	}
+	if headless == nil {
+		t.Fatalf("%s: serviceName %s: no such Service", where, sts.ServiceName)
+	}
+	if headless.ClusterIP != "None" || !headless.PublishNotReadyAddresses {
+		t.Errorf("Service %s: want clusterIP None and publishNotReadyAddresses (peers must resolve before they are ready)", sts.ServiceName)
+	}
+	if !selects(headless.Selector, sts.Template.Metadata.Labels) {
+		t.Errorf("Service %s does not select the StatefulSet's pods", sts.ServiceName)
+	}
+	portNames := map[string]bool{}
+	for _, p := range headless.Ports {
+		portNames[p.Name] = true
+	}
+	if !portNames["http"] || !portNames["cluster"] {
+		t.Errorf("Service %s: want ports http and cluster, got %v", sts.ServiceName, headless.Ports)
+	}
+
+	// the pods: names, routes, replicas, data on the claim, probes, lockdown
+	if len(stsInvs) != sts.Replicas {
+		t.Fatalf("%s: %d revocast containers for %d replicas", where, len(stsInvs), sts.Replicas)
+	}
+	for i, inv := range stsInvs {
+		if inv.prog.name != "broadcaster" {
+			t.Errorf("%s: runs %s, want the broadcaster", inv.source, inv.prog.name)
+		}
+		if n, _ := inv.value("server-name"); n != inv.host {
+			t.Errorf("%s: --server-name %q, want the pod name %s", inv.source, n, inv.host)
+		}
+		if r, _ := inv.value("replicas"); r != strconv.Itoa(sts.Replicas) {
+			t.Errorf("%s: --replicas %q, want %d", inv.source, r, sts.Replicas)
+		}
+		routes, _ := inv.value("routes")
+		for j := range sts.Replicas {
+			peer := fmt.Sprintf("//%s-%d.%s", st.Metadata.Name, j, sts.ServiceName)
+			if !strings.Contains(routes, peer) {
+				t.Errorf("%s: --routes %s misses %s", inv.source, routes, peer)
+			}
+		}
+		if _, ok := inv.value("api-keys"); !ok && i == 0 {
+			t.Errorf("%s: no --api-keys", inv.source)
+		}
+	}
+	w := &world{t: t, invs: append(slices.Clone(stsInvs), depInvs...), services: m.services(t)}
+	w.prepare() // resolves every URL and mounted path, or says which not
+
+	for _, o := range append(m.all("StatefulSet"), m.all("Deployment")...) {
+		var spec podSpec
+		if o.Kind == "StatefulSet" {
+			spec = decodeSpec[statefulSetSpec](t, o).Template.Spec
+		} else {
+			spec = decodeSpec[deploymentSpec](t, o).Template.Spec
+		}
+		checkPodSpec(t, o.file+" "+o.Kind+" "+o.Metadata.Name, spec)
+	}
+
+	// one PodDisruptionBudget over the broadcasters: one pod at a time
+	found := false
+	for _, o := range m.all("PodDisruptionBudget") {
+		p := decodeSpec[pdbSpec](t, o)
+		if selects(p.Selector.MatchLabels, sts.Template.Metadata.Labels) {
+			found = true
+			if p.MaxUnavailable != "1" {
+				t.Errorf("PodDisruptionBudget %s: maxUnavailable %q, want 1", o.Metadata.Name, p.MaxUnavailable)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no PodDisruptionBudget selects the broadcasters")
+	}
+
+	// the resource server: an agent sidecar next to the app
+	if len(depInvs) != 1 || depInvs[0].prog.name != "agent" {
+		t.Fatalf("want one Deployment with one agent container, got %d revocast containers", len(depInvs))
+	}
+	if a, _ := depInvs[0].value("addr"); !strings.HasPrefix(a, "127.0.0.1:") {
+		t.Errorf("%s: --addr %q: the sidecar's introspection has no authentication, keep it on the pod's loopback", depInvs[0].source, a)
+	}
+	if len(nginxProbeRoutes(t, m)) == 0 {
+		t.Errorf("resource-server.yaml: the nginx configuration routes no agent probe")
+	}
+}
+
+func checkPodSpec(t *testing.T, where string, spec podSpec) {
+	t.Helper()
+	if spec.EnableServiceLinks == nil || *spec.EnableServiceLinks {
+		t.Errorf("%s: enableServiceLinks must be false: Service links would set REVOCAST_* variables", where)
+	}
+	if sc := spec.SecurityContext; sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Errorf("%s: the pod's securityContext must set runAsNonRoot", where)
+	}
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		cw := where + " container " + c.Name
+		sc := c.SecurityContext
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			t.Errorf("%s: securityContext: want allowPrivilegeEscalation false, readOnlyRootFilesystem true, capabilities drop ALL", cw)
+		}
+		if sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+			t.Errorf("%s: runs as root", cw)
+		}
+		if c.ReadinessProbe == nil || c.LivenessProbe == nil {
+			t.Errorf("%s: want a readiness and a liveness probe", cw)
+		}
+		if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
+			t.Errorf("%s: want cpu and memory requests and a memory limit", cw)
+		}
+	}
+}
+
+var (
+	nginxLocation = regexp.MustCompile(`location\s*=\s*(\S+)\s*\{[^}]*proxy_pass\s+http://(\S+?)(/\S*);`)
+	nginxUpstream = regexp.MustCompile(`upstream\s+(\S+)\s*\{[^}]*server\s+(\S+);`)
+)
+
+// nginxProbeRoutes reads the resource server's nginx configuration: which
+// agent path each "location = /path" forwards to.
+func nginxProbeRoutes(t *testing.T, m *k8sManifests) map[string]string {
+	t.Helper()
+	routes := map[string]string{}
+	for _, files := range m.configMaps {
+		f, ok := files["nginx.conf"]
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		upstreams := map[string]string{}
+		for _, u := range nginxUpstream.FindAllStringSubmatch(string(b), -1) {
+			upstreams[u[1]] = u[2]
+		}
+		for _, l := range nginxLocation.FindAllStringSubmatch(string(b), -1) {
+			target := l[2]
+			if a, ok := upstreams[target]; ok {
+				target = a
+			}
+			routes[l[1]] = target + l[3]
+		}
+	}
+	return routes
+}
+
+// TestKubernetesCluster starts the StatefulSet's command line for its three
+// pods ($(POD_NAME) = revocast-0…2) and the resource server's agent, as
+// Kubernetes would run them, and probes them as the kubelet would.
+func TestKubernetesCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster and an agent (skipped with -short)")
+	}
+	m := loadKubernetes(t)
+	img := imageDefaults(t)
+	stsInvs, depInvs := m.k8sInvocations(t, img)
+	if t.Failed() {
+		t.FailNow()
+	}
+	revoker, line := keygen(t, "deployments-test", "revoker")
+	w := &world{t: t, invs: append(slices.Clone(stsInvs), depInvs...), services: m.services(t), apiKeys: withRevoker(t, line)}
+	w.prepare()
+	if t.Failed() {
+		t.FailNow()
+	}
+	procs := startAll(t, stsInvs)
+	sts := decodeSpec[statefulSetSpec](t, m.all("StatefulSet")[0])
+	c := sts.Template.Spec.Containers[0]
+	// the kubelet's probes, on each pod: startup and liveness at once,
+	// readiness once the quorum is there
+	for i, p := range procs {
+		for _, pr := range []*probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
+			if pr == nil || pr.HTTPGet == nil {
+				continue
+			}
+			waitFor(t, p, "http://"+probeAddr(t, stsInvs[i], pr.HTTPGet.Port)+pr.HTTPGet.Path, 60*time.Second)
+		}
+	}
+	checkOneCluster(t, procs, stsInvs)
+	agent := depInvs[0]
+	tokenFile, _ := agent.value("token-file")
+	reader := readToken(t, w.path(agent, "token-file", tokenFile))
+	// posted to the last pod, read from the others
+	checkReplication(t, []*testutil.Process{procs[2], procs[0], procs[1]}, revoker, reader)
+
+	setEnv(t, agent.prog, agent.runEnv)
+	ap := testutil.Start(t, "agent", "", agent.runArgs...)
+	// the agent's probes go through nginx: check nginx forwards them to the
+	// agent's address, and that the agent answers them
+	routes := nginxProbeRoutes(t, m)
+	addr, _ := agent.value("addr")
+	var agentC container
+	for _, o := range m.all("Deployment") {
+		for _, cc := range decodeSpec[deploymentSpec](t, o).Template.Spec.Containers {
+			if cc.Name == "agent" {
+				agentC = cc
+			}
+		}
+	}
+	for _, pr := range []*probe{agentC.StartupProbe, agentC.ReadinessProbe, agentC.LivenessProbe} {
+		if pr == nil || pr.HTTPGet == nil {
+			continue
+		}
+		target, ok := routes[pr.HTTPGet.Path]
+		if !ok {
+			t.Errorf("agent probe %s: nginx has no \"location = %s\" forwarding it", pr.HTTPGet.Path, pr.HTTPGet.Path)
+			continue
+		}
+		host, agentPath, _ := strings.Cut(target, "/")
+		if host != addr {
+			t.Errorf("agent probe %s: nginx forwards it to %s, but the agent listens on %s", pr.HTTPGet.Path, host, addr)
+		}
+		waitFor(t, ap, ap.URL+"/"+agentPath, 30*time.Second)
+	}
+
+	if ngx, err := exec.LookPath("nginx"); err == nil {
+		runNginx(t, ngx, m, addr, ap)
+	} else {
+		t.Log("nginx is not installed: the resource server's nginx configuration is not run")
+	}
+
+	// SIGTERM, as the kubelet sends it: each pod exits cleanly within its
+	// grace period
+	grace := 30 * time.Second
+	if g := sts.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = p.Stop(grace) }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s: after SIGTERM: %v", stsInvs[i].host, err)
+		}
+	}
+}
+
+// runNginx runs the resource server's nginx configuration (ports → free
+// ones, the agent's address → the running agent, /tmp → a temporary
+// directory) in front of the agent: the kubelet's probes of both containers
+// answer 200 through it, and a request without a token is refused by the
+// agent (auth_request).
+func runNginx(t *testing.T, ngx string, m *k8sManifests, agentAddr string, agent *testutil.Process) {
+	t.Helper()
+	var conf string
+	for _, files := range m.configMaps {
+		if f, ok := files["nginx.conf"]; ok {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf = string(b)
+		}
+	}
+	dir := t.TempDir()
+	front := testutil.FreeAddr(t)
+	app := testutil.FreeAddr(t)
+	conf = strings.ReplaceAll(conf, "listen 8080;", "listen "+front+";")
+	conf = strings.ReplaceAll(conf, "127.0.0.1:8081", app)
+	conf = strings.ReplaceAll(conf, "server "+agentAddr+";", "server "+agent.Addr+";")
+	conf = strings.ReplaceAll(conf, "/tmp/", dir+"/")
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ngx, "-p", dir+"/", "-c", file, "-g", "daemon off;")
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	cmd.Stdout = lockedWriter{&mu, &logs}
+	cmd.Stderr = lockedWriter{&mu, &logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("--- nginx log:\n%s", logs.String())
+			mu.Unlock()
+		}
+	})
+	for _, o := range m.all("Deployment") {
+		for _, c := range decodeSpec[deploymentSpec](t, o).Template.Spec.Containers {
+			for _, pr := range []*probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+				if pr == nil || pr.HTTPGet == nil {
+					continue
+				}
+				waitFor(t, nil, "http://"+front+pr.HTTPGet.Path, 20*time.Second)
+			}
+		}
+	}
+	if status, _ := request(t, http.MethodGet, "http://"+front+"/orders", "", nil); status != http.StatusUnauthorized {
+		t.Errorf("nginx GET /orders without a token: %d, want 401 from the agent", status)
+	}
+}
+
+// probeAddr is the address standing in for a probe's port (a name or a
+// number) of the pod.
+func probeAddr(t *testing.T, inv *invocation, port string) string {
+	t.Helper()
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		n = inv.namedPorts[port]
+	}
+	a, ok := inv.listen[n]
+	if !ok {
+		t.Fatalf("%s: probe port %s is no port the container listens on", inv.source, port)
+	}
+	return a
+}
+
+// TestKustomizeBuild renders the kustomization with kubectl, when it is
+// installed (no cluster needed): the generated Secrets and ConfigMaps are
+// referenced under their hashed names.
+func TestKustomizeBuild(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed")
+	}
+	out, err := exec.Command(kubectl, "kustomize", k8sDir).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kubectl kustomize: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	kinds := map[string]int{}
+	for {
+		var o k8sObject
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("kubectl kustomize output: %v", err)
+		}
+		kinds[o.Kind]++
+	}
+	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 3, "Secret": 3, "ConfigMap": 2, "PodDisruptionBudget": 1} {
+		if kinds[kind] != n {
+			t.Errorf("kubectl kustomize: %d %s, want %d", kinds[kind], kind, n)
+		}
+	}
+	for _, name := range []string{"revocast-api-keys", "revocast-cluster-secret", "revocast-agent-token", "revocast-issuer"} {
+		if !regexp.MustCompile(`(?m)(secretName|name): ` + name + `-[a-z0-9]{10}$`).Match(out) {
+			t.Errorf("kubectl kustomize: nothing refers to the generated %s", name)
+		}
+	}
+}
