@@ -80,6 +80,7 @@ type config struct {
 	logFormat     string
 	name          string
 	flagsJSON     bool // print the flags and exit (--flags-json)
+	checkConfig   bool // validate the configuration and exit (--check-config)
 }
 
 func parseFlags(args []string, getenv func(string) string, output io.Writer) (config, *envflag.Set, error) {
@@ -108,6 +109,7 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	fs.String(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.AddFlagsJSON(&c.flagsJSON)
+	fs.AddCheckConfig(&c.checkConfig)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: agent [flags]\n\nRuns the revocast agent sidecar: GET /auth (forward auth), POST /v1/introspect (RFC 7662),\n/healthz, /readyz and /metrics. Each flag falls back to the environment variable in parentheses.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -258,6 +260,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	a, err := agent.New(cfg.broadcasters, opts...)
 	if err != nil {
 		return err
+	}
+	if cfg.checkConfig {
+		return nil // agent.New does no I/O: valid, nothing started
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -105,6 +105,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return &exitError{exitUsage, err}
 	}
+	if sf.checkConfig {
+		return checkConfig(ctx, sf, logger)
+	}
 	cfg, err := sf.config(ctx, logger)
 	if err != nil {
 		return &exitError{exitUsage, err}
@@ -114,6 +117,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &exitError{exitUsage, err}
 		}
 		return err
+	}
+	return nil
+}
+
+// checkConfig is --check-config: it builds the configuration as run does,
+// reading every file, and runs the checks of broadcaster.New and those of
+// Start that need no listener, then returns without starting anything.
+// The background work config starts (watching the key file, refreshing
+// JWKS) gets an ended context, so it stops at once and fetches nothing.
+func checkConfig(ctx context.Context, sf *serverFlags, logger *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	cancel()
+	cfg, err := sf.config(ctx, logger)
+	if err == nil {
+		err = broadcaster.CheckConfig(cfg)
+	}
+	if err != nil {
+		return &exitError{exitUsage, err}
 	}
 	return nil
 }
@@ -138,6 +159,8 @@ type serverFlags struct {
 	maxConnsPerAddr int
 	// flagsJSON: print the flags and exit (--flags-json).
 	flagsJSON bool
+	// checkConfig: validate the configuration and exit (--check-config).
+	checkConfig bool
 }
 
 // verifierFlags configure a JWT verifier.
@@ -302,6 +325,7 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&sf.log.format, "log-format", "text", "log format: text or json")
 	fs.AddFlagsJSON(&sf.flagsJSON)
+	fs.AddCheckConfig(&sf.checkConfig)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: broadcaster [serve] [flags]\n\n"+
 			"Runs the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n"+

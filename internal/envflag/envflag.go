@@ -267,18 +267,34 @@ func (s *Set) Flags() []FlagInfo {
 	return out
 }
 
-// FlagsJSONName is the flag of AddFlagsJSON.
-const FlagsJSONName = "flags-json"
+// Names of the mode flags (see Mode).
+const (
+	FlagsJSONName   = "flags-json"
+	CheckConfigName = "check-config"
+)
 
-// AddFlagsJSON registers --flags-json into p, which the caller checks after
-// Parse (even when Parse failed on the environment): when set, it prints
-// WriteFlagsJSON to stdout and exits 0 without starting anything. The flag
-// has no environment variable (a variable left in a container's
-// environment must not keep it from serving), and it is not in Names or
-// Flags: it is not configuration.
+// Mode registers a boolean flag that switches the program into another
+// mode instead of configuring it, such as --flags-json or --check-config.
+// The caller checks it after Parse. It has no environment variable (one
+// left in a container's environment must not keep it from serving) and it
+// is not in Names or Flags: it is not configuration.
+func (s *Set) Mode(p *bool, name, usage string) {
+	s.FlagSet.BoolVar(p, name, false, usage+" (no environment variable)")
+}
+
+// AddFlagsJSON registers --flags-json into p: when set, even if Parse
+// failed on the environment, the program prints WriteFlagsJSON to stdout and
+// exits 0 without starting anything.
 func (s *Set) AddFlagsJSON(p *bool) {
-	s.FlagSet.BoolVar(p, FlagsJSONName, false,
-		"print the flags as a JSON array (name, env, default, usage, type) and exit without starting anything (no environment variable)")
+	s.Mode(p, FlagsJSONName, "print the flags as a JSON array (name, env, default, usage, type) and exit without starting anything")
+}
+
+// AddCheckConfig registers --check-config into p: when set, the program
+// parses and validates its configuration (reading the files it names),
+// prints nothing but errors, and exits 0 if it would start, without
+// listening or connecting anywhere.
+func (s *Set) AddCheckConfig(p *bool) {
+	s.Mode(p, CheckConfigName, "check the configuration (flags, variables, the files they name) and exit: 0 if valid, without listening or connecting")
 }
 
 // WriteFlagsJSON writes Flags as an indented JSON array.
