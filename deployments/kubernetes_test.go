@@ -177,6 +177,13 @@ type kustomization struct {
 	Resources          []string    `yaml:"resources"`
 	SecretGenerator    []generator `yaml:"secretGenerator"`
 	ConfigMapGenerator []generator `yaml:"configMapGenerator"`
+	Patches            []struct {
+		Target struct {
+			Kind string `yaml:"kind"`
+			Name string `yaml:"name"`
+		} `yaml:"target"`
+		Patch string `yaml:"patch"`
+	} `yaml:"patches"`
 }
 
 // k8sManifests is what kustomization.yaml puts together.
@@ -259,7 +266,89 @@ func loadKubernetes(t *testing.T) *k8sManifests {
 	}
 	gen("secretGenerator", m.kust.SecretGenerator, m.secrets)
 	gen("configMapGenerator", m.kust.ConfigMapGenerator, m.configMaps)
+	m.applyPatches(t)
 	return m
+}
+
+// applyPatches applies the kustomization's JSON patches that add to an
+// object's spec (the demo's --insecure), the only kind it uses; any other
+// patch is reported, since the checks would not see what it does.
+// TestKustomizeBuild checks the result against kubectl's when installed.
+func (m *k8sManifests) applyPatches(t *testing.T) {
+	t.Helper()
+	for _, p := range m.kust.Patches {
+		var ops []struct {
+			Op    string `yaml:"op"`
+			Path  string `yaml:"path"`
+			Value any    `yaml:"value"`
+		}
+		if err := yaml.Unmarshal([]byte(p.Patch), &ops); err != nil {
+			t.Fatalf("kustomization.yaml patch of %s %s: %v", p.Target.Kind, p.Target.Name, err)
+		}
+		i := slices.IndexFunc(m.objects, func(o k8sObject) bool { return o.Kind == p.Target.Kind && o.Metadata.Name == p.Target.Name })
+		if i < 0 {
+			t.Errorf("kustomization.yaml: the patch's target %s %s does not exist", p.Target.Kind, p.Target.Name)
+			continue
+		}
+		for _, op := range ops {
+			rest, ok := strings.CutPrefix(op.Path, "/spec/")
+			if op.Op != "add" || !ok {
+				t.Errorf("kustomization.yaml: patch %s %s: this test applies only \"add\" under /spec/", op.Op, op.Path)
+				continue
+			}
+			if err := addAt(&m.objects[i].Spec, strings.Split(rest, "/"), op.Value); err != nil {
+				t.Errorf("kustomization.yaml: patch %s %s: %v", op.Op, op.Path, err)
+			}
+		}
+	}
+}
+
+// addAt adds value at a JSON pointer's segments below n: a mapping key, a
+// sequence index, or "-" (append).
+func addAt(n *yaml.Node, path []string, value any) error {
+	var v yaml.Node
+	if err := v.Encode(value); err != nil {
+		return err
+	}
+	for len(path) > 0 {
+		seg := path[0]
+		last := len(path) == 1
+		switch n.Kind {
+		case yaml.MappingNode:
+			i := -1
+			for k := 0; k+1 < len(n.Content); k += 2 {
+				if n.Content[k].Value == seg {
+					i = k
+				}
+			}
+			if i < 0 {
+				if !last {
+					return fmt.Errorf("no key %q", seg)
+				}
+				n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: seg}, &v)
+				return nil
+			}
+			n = n.Content[i+1]
+		case yaml.SequenceNode:
+			if seg == "-" && last {
+				n.Content = append(n.Content, &v)
+				return nil
+			}
+			k, err := strconv.Atoi(seg)
+			if err != nil || k < 0 || k >= len(n.Content) {
+				return fmt.Errorf("no index %q", seg)
+			}
+			if last {
+				n.Content = slices.Insert(n.Content, k, &v)
+				return nil
+			}
+			n = n.Content[k]
+		default:
+			return fmt.Errorf("%q: not a mapping or a sequence", seg)
+		}
+		path = path[1:]
+	}
+	return errors.New("empty path")
 }
 
 func (m *k8sManifests) all(kind string) []k8sObject {
@@ -827,6 +916,22 @@ func TestKustomizeBuild(t *testing.T) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(out))
 	kinds := map[string]int{}
+	// the containers' command lines, as kubectl renders them and as
+	// loadKubernetes (which applies the patches itself) reads them
+	rendered, loaded := map[string][]string{}, map[string][]string{}
+	args := func(into map[string][]string, o k8sObject) {
+		var spec struct {
+			Template struct {
+				Spec podSpec `yaml:"spec"`
+			} `yaml:"template"`
+		}
+		if err := o.Spec.Decode(&spec); err != nil {
+			t.Fatalf("%s %s: %v", o.Kind, o.Metadata.Name, err)
+		}
+		for _, c := range spec.Template.Spec.Containers {
+			into[o.Kind+" "+o.Metadata.Name+" "+c.Name] = append(slices.Clone(c.Command), c.Args...)
+		}
+	}
 	for {
 		var o k8sObject
 		err := dec.Decode(&o)
@@ -837,6 +942,21 @@ func TestKustomizeBuild(t *testing.T) {
 			t.Fatalf("kubectl kustomize output: %v", err)
 		}
 		kinds[o.Kind]++
+		if o.Kind == "StatefulSet" || o.Kind == "Deployment" {
+			args(rendered, o)
+		}
+	}
+	m := loadKubernetes(t)
+	for _, o := range append(m.all("StatefulSet"), m.all("Deployment")...) {
+		args(loaded, o)
+	}
+	if len(rendered) == 0 {
+		t.Error("kubectl kustomize: no StatefulSet or Deployment containers")
+	}
+	for k, want := range rendered {
+		if !slices.Equal(loaded[k], want) {
+			t.Errorf("%s: kubectl kustomize runs %q, the tests read %q", k, want, loaded[k])
+		}
 	}
 	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 3, "Secret": 3, "ConfigMap": 2, "PodDisruptionBudget": 1} {
 		if kinds[kind] != n {
