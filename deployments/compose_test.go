@@ -1,25 +1,16 @@
 package deployments_test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/revocast/revocast/internal/testutil"
 )
 
 // stringList is a compose command or entrypoint: a list, or a string split
@@ -228,7 +219,7 @@ func TestComposeFile(t *testing.T) {
 	// the routes: every peer, on its cluster port, and the agents' URLs: a
 	// broadcaster's HTTP port (resolving does the checking)
 	w := &world{t: t, invs: invs}
-	w.prepare()
+	w.check()
 	for _, inv := range brs {
 		routes, _ := inv.value("routes")
 		for _, peer := range brs {
@@ -237,114 +228,4 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestComposeCluster starts the compose file's command lines: three
-// broadcasters that form a cluster and replicate a revocation, the agent and
-// the embedded demo, which become ready.
-func TestComposeCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster, an agent and the demo (skipped with -short)")
-	}
-	cf := loadCompose(t)
-	invs := composeInvocations(t, cf, imageDefaults(t))
-	if t.Failed() {
-		t.FailNow()
-	}
-	revoker, line := keygen(t, "deployments-test", "revoker")
-	w := &world{t: t, invs: invs, apiKeys: withRevoker(t, line)}
-	w.prepare()
-	if t.Failed() {
-		t.FailNow()
-	}
-	brs := byProgram(invs, "broadcaster")
-	procs := startAll(t, brs)
-	for _, p := range procs {
-		waitFor(t, p, p.URL+"/readyz", 60*time.Second)
-	}
-	checkOneCluster(t, procs, brs)
-	agent := byProgram(invs, "agent")[0]
-	tokenFile, _ := agent.value("token-file")
-	reader := readToken(t, w.path(agent, "token-file", tokenFile))
-	checkReplication(t, procs, revoker, reader)
-
-	setEnv(t, agent.prog, agent.runEnv)
-	ap := testutil.Start(t, "agent", "/readyz", agent.runArgs...)
-	if status, _ := request(t, http.MethodGet, ap.URL+"/auth", "", nil); status != http.StatusUnauthorized {
-		t.Errorf("agent GET /auth without a token: %d, want 401", status)
-	}
-
-	demo := byProgram(invs, "embedded")[0]
-	runEmbedded(t, demo)
-}
-
-func readToken(t *testing.T, file string) string {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// runEmbedded runs examples/embedded (plain flags, text logs: not for
-// testutil.Start) until its /readyz answers 200.
-func runEmbedded(t *testing.T, inv *invocation) {
-	t.Helper()
-	if len(inv.runEnv) > 0 {
-		t.Fatalf("%s: examples/embedded reads no variables", inv.source)
-	}
-	cmd := exec.Command(inv.prog.bin, inv.runArgs...)
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stdout = lockedWriter{&mu, &logs}
-	cmd.Stderr = lockedWriter{&mu, &logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("--- log of examples/embedded %s:\n%s", strings.Join(inv.runArgs, " "), logs.String())
-			mu.Unlock()
-		}
-	})
-	addr, _ := inv.value("addr")
-	_, p, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(p)
-	url := "http://" + inv.listen[port] + "/readyz"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := httpClient.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("examples/embedded exited before it was ready")
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not ready after 30s", url)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
-	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

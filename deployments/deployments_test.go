@@ -6,26 +6,25 @@ package deployments_test
 //   - every command line and REVOCAST_* variable of the compose file, the
 //     Kubernetes manifests, the systemd units and their env files names a
 //     flag the real binary has (from its --flags-json);
-//   - the compose file's and the StatefulSet's exact command lines, with only
-//     host names, ports and paths replaced, start a real 3-node cluster on
-//     127.0.0.1 that becomes ready and replicates a revocation, and the
-//     agents (and the embedded demo) start with theirs and become ready; the
-//     systemd units' command lines and env files start a broadcaster and an
-//     agent;
+//   - every URL they connect to names a process of the same deployment (a
+//     compose service, a pod, a Service selecting one) listening on that
+//     port, every file they read is mounted and exists, --data is on a
+//     persistent volume;
+//   - the binaries accept each process's configuration: "<binary>
+//     --check-config" with its command line and variables as written, only
+//     mounted paths mapped to the files here (nothing is started);
 //   - the Dockerfile pins its base images by digest, copies only paths that
 //     exist, covers every package the programs are built from, builds static
 //     binaries and runs as non-root.
 //
 // This file holds what the targets share: YAML loading, the binaries' flags
 // (from --flags-json), invocations (a binary as a manifest runs it) and
-// running them on 127.0.0.1. Each target has its own file: compose_test.go,
+// checking them. Each target has its own file: compose_test.go,
 // kubernetes_test.go, systemd_test.go, dockerfile_test.go and
 // local_cluster_test.go.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,19 +34,16 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -393,11 +389,16 @@ type invocation struct {
 	volumes map[string]bool
 	// namedPorts: container port names (Kubernetes) → numbers.
 	namedPorts map[string]int
+	// probes: the kubelet's HTTP probes of the container (Kubernetes), path
+	// → port (a number or a name)
+	probes map[string]string
 
 	settings []setting
-	listen   map[int]string // container port → 127.0.0.1:port standing in
-	runArgs  []string
-	runEnv   map[string]string
+	listen   map[int]bool // container ports it listens on
+	// checkArgs and checkEnv are the settings with paths mapped to files
+	// here, for --check-config
+	checkArgs []string
+	checkEnv  map[string]string
 }
 
 func (inv *invocation) parse(t *testing.T) {
@@ -457,19 +458,19 @@ func programOf(t *testing.T, img dockerImage, entrypoint string) (*program, erro
 }
 
 // ---------------------------------------------------------------------------
-// Running invocations on 127.0.0.1
+// Checking a deployment
 // ---------------------------------------------------------------------------
 
-// world runs invocations on this machine: it gives each listen address a
-// free 127.0.0.1 port, maps the host names and ports the manifests name to
-// them, each container path to a file here, each data volume to a temporary
-// directory.
+// world is one deployment's processes and Services, to check statically:
+// every URL a process connects to names a process (or a Service selecting
+// one) listening on that port, every file it reads is mounted and exists
+// here, --data is on a persistent volume, and the binary accepts the
+// configuration (--check-config), with only mounted paths mapped to files
+// here. Nothing is started.
 type world struct {
 	t        *testing.T
 	invs     []*invocation
 	services []k8sService // Kubernetes Services; compose services are invocations' hosts
-	// apiKeys rewrites an --api-keys file before the broadcaster reads it
-	apiKeys func(hostFile string) string
 }
 
 type k8sService struct {
@@ -480,12 +481,14 @@ type k8sService struct {
 
 var k8sSvcSuffix = regexp.MustCompile(`\.[a-z0-9-]+\.svc(\.cluster\.local)?$`)
 
-func (w *world) resolve(host string, port int) (string, bool) {
+// resolve reports whether host:port reaches a process of the deployment:
+// a compose service or pod by name, or a Kubernetes Service selecting a pod
+// that listens on the target port.
+func (w *world) resolve(host string, port int) bool {
 	host = k8sSvcSuffix.ReplaceAllString(host, "")
 	for _, inv := range w.invs {
 		if slices.Contains(inv.hosts, host) {
-			a, ok := inv.listen[port]
-			return a, ok
+			return inv.listen[port]
 		}
 	}
 	for _, s := range w.services {
@@ -508,13 +511,13 @@ func (w *world) resolve(host string, port int) (string, bool) {
 				if err != nil {
 					cp = inv.namedPorts[target]
 				}
-				if a, ok := inv.listen[cp]; ok {
-					return a, true
+				if inv.listen[cp] {
+					return true
 				}
 			}
 		}
 	}
-	return "", false
+	return false
 }
 
 func selects(selector, labels map[string]string) bool {
@@ -536,13 +539,14 @@ var (
 	connectFlags = map[string]bool{"broadcaster": true, "routes": true, "nats-url": true, "jwks": true, "auth-jwks": true, "token-jwks": true}
 )
 
-// prepare allocates the listen addresses of every invocation, then rewrites
-// their command lines and variables.
-func (w *world) prepare() {
+// check reads each invocation's listen ports, checks the addresses it
+// connects to and the paths it reads, and runs the binary's own validation
+// on the configuration.
+func (w *world) check() {
 	t := w.t
 	t.Helper()
 	for _, inv := range w.invs {
-		inv.listen = map[int]string{}
+		inv.listen = map[int]bool{}
 		for _, s := range inv.settings {
 			if !listenFlags[s.flag.name] {
 				continue
@@ -556,41 +560,35 @@ func (w *world) prepare() {
 			if !slices.Contains([]string{"", "0.0.0.0", "::", "127.0.0.1", "localhost"}, host) {
 				t.Errorf("%s: --%s=%s: listen on all interfaces or on loopback, not on a name", inv.source, s.flag.name, s.value)
 			}
-			if _, ok := inv.listen[port]; !ok {
-				inv.listen[port] = testutil.FreeAddr(t)
-			}
+			inv.listen[port] = true
 		}
 	}
 	for _, inv := range w.invs {
-		inv.runArgs, inv.runEnv = nil, map[string]string{}
+		inv.checkArgs, inv.checkEnv = nil, map[string]string{}
 		for _, s := range inv.settings {
 			if s.fromEnv && inv.onCommandLine(s.flag.name) {
 				continue // the flag wins: the variable has no effect
 			}
-			v := w.rewrite(inv, s)
+			v := w.checkValue(inv, s)
 			if s.fromEnv {
-				inv.runEnv[s.flag.env] = v
+				inv.checkEnv[s.flag.env] = v
 			} else {
-				inv.runArgs = append(inv.runArgs, "--"+s.flag.name+"="+v)
+				inv.checkArgs = append(inv.checkArgs, "--"+s.flag.name+"="+v)
 			}
 		}
+		w.checkConfig(inv)
 	}
 }
 
-// rewrite replaces host names, ports and paths in one flag's value; every
-// other value is kept as written.
-func (w *world) rewrite(inv *invocation, s setting) string {
+// checkValue checks the addresses a flag's value connects to and the paths
+// it names, and returns the value with paths mapped to files here.
+func (w *world) checkValue(inv *invocation, s setting) string {
 	t := w.t
 	t.Helper()
 	v := s.value
 	switch {
-	case listenFlags[s.flag.name]:
-		_, p, _ := net.SplitHostPort(v)
-		port, _ := strconv.Atoi(p)
-		return inv.listen[port]
 	case connectFlags[s.flag.name]:
-		items := strings.Split(v, ",")
-		for i, item := range items {
+		for _, item := range strings.Split(v, ",") {
 			u, err := url.Parse(strings.TrimSpace(item))
 			if err != nil || u.Host == "" {
 				t.Errorf("%s: --%s: %q is not a URL", inv.source, s.flag.name, item)
@@ -601,15 +599,10 @@ func (w *world) rewrite(inv *invocation, s setting) string {
 				port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 			}
 			n, _ := strconv.Atoi(port)
-			a, ok := w.resolve(u.Hostname(), n)
-			if !ok {
+			if !w.resolve(u.Hostname(), n) {
 				t.Errorf("%s: --%s: %s names no process of this deployment listening on port %d", inv.source, s.flag.name, item, n)
-				continue
 			}
-			u.Host = a
-			items[i] = u.String()
 		}
-		return strings.Join(items, ",")
 	case strings.HasPrefix(v, "/"):
 		items := strings.Split(v, ",")
 		for i, item := range items {
@@ -618,6 +611,31 @@ func (w *world) rewrite(inv *invocation, s setting) string {
 		return strings.Join(items, ",")
 	}
 	return v
+}
+
+// checkConfig runs "<binary> --check-config" with the invocation's
+// settings (paths mapped to files here, everything else as written, so
+// listen addresses keep their exposure) and no other REVOCAST_* variable:
+// values parse, files hold what they should, flags that go together do.
+func (w *world) checkConfig(inv *invocation) {
+	t := w.t
+	t.Helper()
+	if inv.prog.name == "embedded" {
+		return // no such mode; its flags are plain strings
+	}
+	args := append([]string{"--check-config"}, inv.checkArgs...)
+	cmd := exec.Command(inv.prog.bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envflag.Prefix) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for _, k := range sortedKeys(inv.checkEnv) {
+		cmd.Env = append(cmd.Env, k+"="+inv.checkEnv[k])
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("%s: %s refuses the configuration: %v\n%s\nargs %q, environment %v", inv.source, inv.prog.name, err, out, args, inv.checkEnv)
+	}
 }
 
 func (w *world) path(inv *invocation, flag, p string) string {
@@ -648,137 +666,7 @@ func (w *world) path(inv *invocation, flag, p string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if flag == "api-keys" && w.apiKeys != nil {
-		return w.apiKeys(abs)
-	}
 	return abs
-}
-
-// setEnv gives the processes started next exactly these REVOCAST_*
-// variables of theirs (an empty value is unset to the binaries).
-func setEnv(t *testing.T, prog *program, env map[string]string) {
-	t.Helper()
-	if len(env) > 0 {
-		t.Logf("%s: environment %v", prog.name, env)
-	}
-	for v := range prog.envs {
-		if _, ok := os.LookupEnv(v); ok {
-			t.Setenv(v, "")
-		}
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-}
-
-// asyncTB lets testutil.Start run on a goroutine of its own: a fatal
-// failure is reported with Errorf, which any goroutine may call, and ends
-// only that goroutine.
-type asyncTB struct{ testing.TB }
-
-func (a asyncTB) Fatal(args ...any) { a.TB.Helper(); a.TB.Error(args...); runtime.Goexit() }
-func (a asyncTB) Fatalf(format string, args ...any) {
-	a.TB.Helper()
-	a.TB.Errorf(format, args...)
-	runtime.Goexit()
-}
-func (a asyncTB) FailNow() { a.TB.Fail(); runtime.Goexit() }
-
-// startAll starts the invocations at once (a cluster's first node is not
-// ready without the others) and returns once each listens.
-func startAll(t *testing.T, invs []*invocation) []*testutil.Process {
-	t.Helper()
-	for _, inv := range invs[1:] {
-		if !mapsEqual(inv.runEnv, invs[0].runEnv) || inv.prog != invs[0].prog {
-			t.Fatalf("%s and %s differ in program or environment: cannot start them together", invs[0].source, inv.source)
-		}
-	}
-	setEnv(t, invs[0].prog, invs[0].runEnv)
-	t.Logf("%s and the others: environment %v", invs[0].source, invs[0].runEnv)
-	procs := make([]*testutil.Process, len(invs))
-	var wg sync.WaitGroup
-	for i, inv := range invs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			procs[i] = testutil.Start(asyncTB{t}, inv.prog.name, "", inv.runArgs...)
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	return procs
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-// waitFor polls url until it answers 200, or fails the test at the deadline
-// or when the process exits.
-func waitFor(t *testing.T, p *testutil.Process, url string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	last := ""
-	for {
-		resp, err := httpClient.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
-		} else {
-			last = err.Error()
-		}
-		if p != nil {
-			select {
-			case <-p.Exited():
-				t.Fatalf("%s: the process exited\n%s", url, p.Logs())
-			default:
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not 200 after %v (last: %s)", url, d, last)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
-	}
-}
-
-func request(t *testing.T, method, url, token string, body []byte) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	return resp.StatusCode, b
 }
 
 // keygen makes an API key with the real broadcaster: the key and its line
@@ -794,125 +682,6 @@ func keygen(t *testing.T, name, role string) (key, line string) {
 		t.Fatalf("revocast keygen printed %q", out)
 	}
 	return lines[0], lines[1]
-}
-
-// withRevoker returns a function that copies an --api-keys file and adds a
-// revoker key made for this test (none is committed).
-func withRevoker(t *testing.T, line string) func(string) string {
-	return func(file string) string {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(t.TempDir(), "api-keys.txt")
-		if err := os.WriteFile(out, append(b, []byte("\n"+line+"\n")...), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-}
-
-// checkOneCluster asks each broadcaster for its NATS server name and the
-// stream's leader: the names must be the --server-name of each, and all must
-// agree on one leader, which is one of them.
-func checkOneCluster(t *testing.T, procs []*testutil.Process, invs []*invocation) {
-	t.Helper()
-	urls := make([]string, len(procs))
-	names := make([]string, len(procs))
-	for i, p := range procs {
-		urls[i] = p.URL
-		names[i], _ = invs[i].value("server-name")
-	}
-	checkLeader(t, urls, names)
-}
-
-func checkLeader(t *testing.T, urls, names []string) {
-	t.Helper()
-	leaders := map[string]bool{}
-	for i, u := range urls {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			status, body := request(t, http.MethodGet, u+"/readyz?leader", "", nil)
-			var r struct {
-				Server       string `json:"server"`
-				StreamLeader string `json:"stream_leader"`
-			}
-			_ = json.Unmarshal(body, &r)
-			if status == http.StatusOK && r.StreamLeader != "" {
-				if r.Server != names[i] {
-					t.Errorf("%s/readyz names server %q, want %q", u, r.Server, names[i])
-				}
-				leaders[r.StreamLeader] = true
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s/readyz?leader: %d %s", u, status, body)
-			}
-			time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
-		}
-	}
-	if len(leaders) != 1 {
-		t.Errorf("the broadcasters name different stream leaders: %v", leaders)
-	}
-	for l := range leaders {
-		if !slices.Contains(names, l) {
-			t.Errorf("stream leader %q is none of the servers %v", l, names)
-		}
-	}
-}
-
-// checkReplication posts a revocation to the first broadcaster and reads it
-// back from the second (GET) and the third (the SSE stream).
-func checkReplication(t *testing.T, procs []*testutil.Process, revoker, reader string) {
-	t.Helper()
-	jti := fmt.Sprintf("deployments-test-%d", time.Now().UnixNano())
-	status, body := request(t, http.MethodPost, procs[0].URL+"/v1/revocations", revoker,
-		[]byte(`{"jti":"`+jti+`","reason":"deployments test"}`))
-	if status != http.StatusCreated {
-		t.Fatalf("POST /v1/revocations to %s: %d %s", procs[0].URL, status, body)
-	}
-	var rev struct {
-		Key string `json:"key"`
-	}
-	if err := json.Unmarshal(body, &rev); err != nil || rev.Key == "" {
-		t.Fatalf("POST /v1/revocations: %s (%v)", body, err)
-	}
-	// the second node's mirror shows it (with the committed reader key)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		status, body = request(t, http.MethodGet, procs[1].URL+"/v1/revocations/"+rev.Key, reader, nil)
-		if status == http.StatusOK && strings.Contains(string(body), jti) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s/v1/revocations/%s: %d %s", procs[1].URL, rev.Key, status, body)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
-	}
-	// the third node streams it
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, procs[2].URL+"/v1/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+reader)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s/v1/events: %v", procs[2].URL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s/v1/events: %d", procs[2].URL, resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "data:") && strings.Contains(sc.Text(), `"key":"`+rev.Key+`"`) {
-			return
-		}
-	}
-	t.Fatalf("%s/v1/events never sent revocation %s: %v", procs[2].URL, rev.Key, sc.Err())
 }
 
 func byProgram(invs []*invocation, name string) []*invocation {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -15,14 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/revocast/revocast/internal/testutil"
 )
 
 // Kubernetes: only the fields these tests read.
@@ -426,6 +420,12 @@ func (m *k8sManifests) podInvocations(t *testing.T, img dockerImage, file, podNa
 				inv.namedPorts[p.Name] = p.ContainerPort
 			}
 		}
+		inv.probes = map[string]string{}
+		for _, pr := range []*probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
+			if pr != nil && pr.HTTPGet != nil {
+				inv.probes[pr.HTTPGet.Path] = pr.HTTPGet.Port
+			}
+		}
 		vols := map[string]volume{}
 		for _, v := range spec.Volumes {
 			vols[v.Name] = v
@@ -621,7 +621,7 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 	w := &world{t: t, invs: append(slices.Clone(stsInvs), depInvs...), services: m.services(t)}
-	w.prepare() // resolves every URL and mounted path, or says which not
+	w.check() // resolves every URL and mounted path, runs --check-config
 
 	for _, o := range append(m.all("StatefulSet"), m.all("Deployment")...) {
 		var spec podSpec
@@ -657,6 +657,39 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if len(nginxProbeRoutes(t, m)) == 0 {
 		t.Errorf("resource-server.yaml: the nginx configuration routes no agent probe")
+	}
+	checkProbes(t, m, append(slices.Clone(stsInvs), depInvs...))
+}
+
+// checkProbes: a revocast container's HTTP probes ask its own port for
+// /readyz or /healthz, or ask another container of the pod (nginx) for a
+// path its configuration forwards to one of those on the container's
+// --addr.
+func checkProbes(t *testing.T, m *k8sManifests, invs []*invocation) {
+	t.Helper()
+	routes := nginxProbeRoutes(t, m)
+	served := []string{"/readyz", "/healthz"}
+	for _, inv := range invs {
+		if len(inv.probes) == 0 {
+			t.Errorf("%s: no HTTP probe", inv.source)
+		}
+		addr, _ := inv.value("addr")
+		for path, port := range inv.probes {
+			n, err := strconv.Atoi(port)
+			if err != nil {
+				n = inv.namedPorts[port]
+			}
+			if inv.listen[n] {
+				if !slices.Contains(served, path) {
+					t.Errorf("%s: probe %s on its own port %s: it serves %v", inv.source, path, port, served)
+				}
+				continue
+			}
+			target, ok := routes[path]
+			if a, p, _ := strings.Cut(target, "/"); !ok || a != addr || !slices.Contains(served, "/"+p) {
+				t.Errorf("%s: probe %s on port %s reaches %q, not the agent's %s/readyz or /healthz", inv.source, path, port, target, addr)
+			}
+		}
 	}
 }
 
@@ -719,183 +752,6 @@ func nginxProbeRoutes(t *testing.T, m *k8sManifests) map[string]string {
 		}
 	}
 	return routes
-}
-
-// TestKubernetesCluster starts the StatefulSet's command line for its three
-// pods ($(POD_NAME) = revocast-0…2) and the resource server's agent, as
-// Kubernetes would run them, and probes them as the kubelet would.
-func TestKubernetesCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster and an agent (skipped with -short)")
-	}
-	m := loadKubernetes(t)
-	img := imageDefaults(t)
-	stsInvs, depInvs := m.k8sInvocations(t, img)
-	if t.Failed() {
-		t.FailNow()
-	}
-	revoker, line := keygen(t, "deployments-test", "revoker")
-	w := &world{t: t, invs: append(slices.Clone(stsInvs), depInvs...), services: m.services(t), apiKeys: withRevoker(t, line)}
-	w.prepare()
-	if t.Failed() {
-		t.FailNow()
-	}
-	procs := startAll(t, stsInvs)
-	sts := decodeSpec[statefulSetSpec](t, m.all("StatefulSet")[0])
-	c := sts.Template.Spec.Containers[0]
-	// the kubelet's probes, on each pod: startup and liveness at once,
-	// readiness once the quorum is there
-	for i, p := range procs {
-		for _, pr := range []*probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
-			if pr == nil || pr.HTTPGet == nil {
-				continue
-			}
-			waitFor(t, p, "http://"+probeAddr(t, stsInvs[i], pr.HTTPGet.Port)+pr.HTTPGet.Path, 60*time.Second)
-		}
-	}
-	checkOneCluster(t, procs, stsInvs)
-	agent := depInvs[0]
-	tokenFile, _ := agent.value("token-file")
-	reader := readToken(t, w.path(agent, "token-file", tokenFile))
-	// posted to the last pod, read from the others
-	checkReplication(t, []*testutil.Process{procs[2], procs[0], procs[1]}, revoker, reader)
-
-	setEnv(t, agent.prog, agent.runEnv)
-	ap := testutil.Start(t, "agent", "", agent.runArgs...)
-	// the agent's probes go through nginx: check nginx forwards them to the
-	// agent's address, and that the agent answers them
-	routes := nginxProbeRoutes(t, m)
-	addr, _ := agent.value("addr")
-	var agentC container
-	for _, o := range m.all("Deployment") {
-		for _, cc := range decodeSpec[deploymentSpec](t, o).Template.Spec.Containers {
-			if cc.Name == "agent" {
-				agentC = cc
-			}
-		}
-	}
-	for _, pr := range []*probe{agentC.StartupProbe, agentC.ReadinessProbe, agentC.LivenessProbe} {
-		if pr == nil || pr.HTTPGet == nil {
-			continue
-		}
-		target, ok := routes[pr.HTTPGet.Path]
-		if !ok {
-			t.Errorf("agent probe %s: nginx has no \"location = %s\" forwarding it", pr.HTTPGet.Path, pr.HTTPGet.Path)
-			continue
-		}
-		host, agentPath, _ := strings.Cut(target, "/")
-		if host != addr {
-			t.Errorf("agent probe %s: nginx forwards it to %s, but the agent listens on %s", pr.HTTPGet.Path, host, addr)
-		}
-		waitFor(t, ap, ap.URL+"/"+agentPath, 30*time.Second)
-	}
-
-	if ngx, err := exec.LookPath("nginx"); err == nil {
-		runNginx(t, ngx, m, addr, ap)
-	} else {
-		t.Log("nginx is not installed: the resource server's nginx configuration is not run")
-	}
-
-	// SIGTERM, as the kubelet sends it: each pod exits cleanly within its
-	// grace period
-	grace := 30 * time.Second
-	if g := sts.Template.Spec.TerminationGracePeriodSeconds; g != nil {
-		grace = time.Duration(*g) * time.Second
-	}
-	errs := make([]error, len(procs))
-	var wg sync.WaitGroup
-	for i, p := range procs {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = p.Stop(grace) }()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("%s: after SIGTERM: %v", stsInvs[i].host, err)
-		}
-	}
-}
-
-// runNginx runs the resource server's nginx configuration (ports → free
-// ones, the agent's address → the running agent, /tmp → a temporary
-// directory) in front of the agent: the kubelet's probes of both containers
-// answer 200 through it, and a request without a token is refused by the
-// agent (auth_request).
-func runNginx(t *testing.T, ngx string, m *k8sManifests, agentAddr string, agent *testutil.Process) {
-	t.Helper()
-	var conf string
-	for _, files := range m.configMaps {
-		if f, ok := files["nginx.conf"]; ok {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conf = string(b)
-		}
-	}
-	dir := t.TempDir()
-	front := testutil.FreeAddr(t)
-	app := testutil.FreeAddr(t)
-	conf = strings.ReplaceAll(conf, "listen 8080;", "listen "+front+";")
-	conf = strings.ReplaceAll(conf, "127.0.0.1:8081", app)
-	conf = strings.ReplaceAll(conf, "server "+agentAddr+";", "server "+agent.Addr+";")
-	conf = strings.ReplaceAll(conf, "/tmp/", dir+"/")
-	file := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(ngx, "-p", dir+"/", "-c", file, "-g", "daemon off;")
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stdout = lockedWriter{&mu, &logs}
-	cmd.Stderr = lockedWriter{&mu, &logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("--- nginx log:\n%s", logs.String())
-			mu.Unlock()
-		}
-	})
-	for _, o := range m.all("Deployment") {
-		for _, c := range decodeSpec[deploymentSpec](t, o).Template.Spec.Containers {
-			for _, pr := range []*probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
-				if pr == nil || pr.HTTPGet == nil {
-					continue
-				}
-				waitFor(t, nil, "http://"+front+pr.HTTPGet.Path, 20*time.Second)
-			}
-		}
-	}
-	if status, _ := request(t, http.MethodGet, "http://"+front+"/orders", "", nil); status != http.StatusUnauthorized {
-		t.Errorf("nginx GET /orders without a token: %d, want 401 from the agent", status)
-	}
-}
-
-// probeAddr is the address standing in for a probe's port (a name or a
-// number) of the pod.
-func probeAddr(t *testing.T, inv *invocation, port string) string {
-	t.Helper()
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		n = inv.namedPorts[port]
-	}
-	a, ok := inv.listen[n]
-	if !ok {
-		t.Fatalf("%s: probe port %s is no port the container listens on", inv.source, port)
-	}
-	return a
 }
 
 // TestKustomizeBuild renders the kustomization with kubectl, when it is

@@ -2,12 +2,15 @@ package deployments_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,6 +144,72 @@ func TestLocalClusterScript(t *testing.T) {
 		if resp, err := httpClient.Get(u + "/healthz"); err == nil {
 			resp.Body.Close()
 			t.Errorf("%s still answers after local-cluster.sh stopped", u)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// get fetches url, failing the test if it cannot.
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, b
+}
+
+// checkLeader asks each broadcaster (by URL) for its NATS server name and
+// the stream's leader: the names must be these, and all must agree on one
+// leader, which is one of them.
+func checkLeader(t *testing.T, urls, names []string) {
+	t.Helper()
+	leaders := map[string]bool{}
+	for i, u := range urls {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			status, body := get(t, u+"/readyz?leader")
+			var r struct {
+				Server       string `json:"server"`
+				StreamLeader string `json:"stream_leader"`
+			}
+			_ = json.Unmarshal(body, &r)
+			if status == http.StatusOK && r.StreamLeader != "" {
+				if r.Server != names[i] {
+					t.Errorf("%s/readyz names server %q, want %q", u, r.Server, names[i])
+				}
+				leaders[r.StreamLeader] = true
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s/readyz?leader: %d %s", u, status, body)
+			}
+			time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+		}
+	}
+	if len(leaders) != 1 {
+		t.Errorf("the broadcasters name different stream leaders: %v", leaders)
+	}
+	for l := range leaders {
+		if !slices.Contains(names, l) {
+			t.Errorf("stream leader %q is none of the servers %v", l, names)
 		}
 	}
 }

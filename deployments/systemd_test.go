@@ -3,7 +3,6 @@ package deployments_test
 import (
 	"bytes"
 	"maps"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -12,8 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/revocast/revocast/internal/testutil"
 )
 
 // ---------------------------------------------------------------------------
@@ -157,7 +154,7 @@ func systemdInvocation(t *testing.T, unitName string, creds map[string]string) (
 // starts a broadcaster and an agent with their command lines and env files.
 func TestSystemdUnits(t *testing.T) {
 	reader, readerLine := keygen(t, "deployments-agents", "reader")
-	revoker, revokerLine := keygen(t, "deployments-test", "revoker")
+	_, revokerLine := keygen(t, "deployments-test", "revoker")
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -202,9 +199,6 @@ func TestSystemdUnits(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if testing.Short() {
-		t.Skip("the units' command lines are not started with -short")
-	}
 	// the env file's example broadcaster host stands for this broadcaster
 	ag.hosts = nil
 	if u, ok := ag.value("broadcaster"); ok {
@@ -217,17 +211,7 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 	w := &world{t: t, invs: []*invocation{br, ag}}
-	w.prepare()
-	if t.Failed() {
-		t.FailNow()
-	}
-	setEnv(t, br.prog, br.runEnv)
-	bp := testutil.Start(t, "broadcaster", "/readyz", br.runArgs...)
-	if status, body := request(t, http.MethodPost, bp.URL+"/v1/revocations", revoker, []byte(`{"sub":"deployments-test"}`)); status != http.StatusCreated {
-		t.Fatalf("POST /v1/revocations: %d %s", status, body)
-	}
-	setEnv(t, ag.prog, ag.runEnv)
-	testutil.Start(t, "agent", "/readyz", ag.runArgs...)
+	w.check()
 }
 
 // TestSystemdAnalyzeVerify runs systemd-analyze verify on the units, when
