@@ -51,19 +51,9 @@ import (
 	"github.com/revocast/revocast/internal/testutil"
 )
 
-var (
-	extraMu  sync.Mutex
-	extraDir string // binaries built here besides testutil's (examples/embedded)
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.Cleanup()
-	extraMu.Lock()
-	if extraDir != "" {
-		os.RemoveAll(extraDir)
-	}
-	extraMu.Unlock()
 	os.Exit(code)
 }
 
@@ -156,7 +146,7 @@ type flagDef struct {
 // program is a binary and the flags it has.
 type program struct {
 	name  string // broadcaster, agent, embedded
-	bin   string
+	bin   string // "" for embedded, which is not run
 	flags map[string]flagDef
 	envs  map[string]string // variable → flag
 }
@@ -165,34 +155,6 @@ var (
 	programsMu sync.Mutex
 	programs   = map[string]*program{}
 )
-
-// binary builds the named program: cmd/broadcaster and cmd/agent through
-// testutil, examples/embedded here.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	if name != "embedded" {
-		return testutil.Binary(t, name)
-	}
-	extraMu.Lock()
-	defer extraMu.Unlock()
-	if extraDir == "" {
-		d, err := os.MkdirTemp("", "revocast-deployments-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		extraDir = d
-	}
-	out := filepath.Join(extraDir, "embedded")
-	if _, err := os.Stat(out); err == nil {
-		return out
-	}
-	cmd := exec.Command("go", "build", "-o", out, "./examples/embedded")
-	cmd.Dir = repoRoot
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./examples/embedded: %v\n%s", err, b)
-	}
-	return out
-}
 
 // listFlags runs "<bin> --flags-json", the binary's own machine-readable
 // list of its flags (envflag.FlagInfo).
@@ -258,11 +220,12 @@ func loadProgram(t *testing.T, name string) *program {
 	if ok {
 		return p
 	}
-	bin := binary(t, name)
+	var bin string
 	var list []envflag.FlagInfo
 	if name == "embedded" {
-		list = embeddedFlags(t)
+		list = embeddedFlags(t) // never run: no binary to build
 	} else {
+		bin = testutil.Binary(t, name)
 		list = listFlags(t, name, bin)
 	}
 	p = &program{name: name, bin: bin, flags: map[string]flagDef{}, envs: map[string]string{}}
@@ -673,7 +636,7 @@ func (w *world) path(inv *invocation, flag, p string) string {
 // for an --api-keys file.
 func keygen(t *testing.T, name, role string) (key, line string) {
 	t.Helper()
-	out, err := exec.Command(binary(t, "revocast"), "keygen", "--name", name, "--role", role).Output()
+	out, err := exec.Command(testutil.Binary(t, "revocast"), "keygen", "--name", name, "--role", role).Output()
 	if err != nil {
 		t.Fatalf("revocast keygen: %v", err)
 	}
