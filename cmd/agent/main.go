@@ -77,6 +77,8 @@ type config struct {
 	logLevel      string
 	logFormat     string
 	name          string
+	flagsJSON     bool // print the flags and exit (--flags-json)
+	checkConfig   bool // validate the configuration and exit (--check-config)
 }
 
 func parseFlags(args []string, getenv func(string) string, output io.Writer) (config, *envflag.Set, error) {
@@ -104,12 +106,17 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (co
 	fs.Bool(&c.genericErrors, "generic-auth-errors", false, "answer every refused token with the same generic description (not saying revoked, expired or why it is invalid)")
 	fs.String(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.AddFlagsJSON(&c.flagsJSON)
+	fs.AddCheckConfig(&c.checkConfig)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: agent [flags]\n\nRuns the revocast agent sidecar: GET /auth (forward auth), POST /v1/introspect (RFC 7662),\n/healthz, /readyz and /metrics. Each flag falls back to the environment variable in parentheses.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, fs, err
+	}
+	if c.flagsJSON {
+		return c, fs, nil
 	}
 	if fs.NArg() > 0 {
 		return c, fs, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
@@ -195,6 +202,11 @@ func (c *config) agentOptions(logger *slog.Logger) ([]agent.Option, error) {
 // ends, then shuts down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, _, err := parseFlags(args, getenv, stderr)
+	if cfg.flagsJSON {
+		// the defaults as documented, read without the environment
+		_, fs, _ := parseFlags(nil, func(string) string { return "" }, io.Discard)
+		return fs.WriteFlagsJSON(stdout)
+	}
 	if err != nil {
 		return err
 	}
@@ -209,6 +221,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	a, err := agent.New(cfg.broadcasters, opts...)
 	if err != nil {
 		return err
+	}
+	if cfg.checkConfig {
+		return nil // agent.New does no I/O: valid, nothing started
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -93,6 +93,9 @@ func dispatch(ctx context.Context, args []string, env cliEnv) error {
 // run parses the server's flags and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	sf, err := parseFlags(args, getenv, stderr)
+	if sf.flagsJSON {
+		return writeFlagsJSON(stdout)
+	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -102,6 +105,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger, err := cmdutil.NewLogger(stderr, sf.log.level, sf.log.format)
 	if err != nil {
 		return &exitError{exitUsage, err}
+	}
+	if sf.checkConfig {
+		return checkConfig(sf, logger)
 	}
 	cfg, background, err := sf.config(logger)
 	if err != nil {
@@ -115,6 +121,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &exitError{exitUsage, err}
 		}
 		return err
+	}
+	return nil
+}
+
+// checkConfig is --check-config: it builds the configuration as run does,
+// reading every file, and runs the checks of broadcaster.New and those of
+// Start that need no listener, then returns without starting anything: the
+// background work config returns (watching the key file, refreshing JWKS)
+// is never run.
+func checkConfig(sf *serverFlags, logger *slog.Logger) error {
+	cfg, _, err := sf.config(logger)
+	if err == nil {
+		err = broadcaster.CheckConfig(cfg)
+	}
+	if err != nil {
+		return &exitError{exitUsage, err}
 	}
 	return nil
 }
@@ -137,6 +159,10 @@ type serverFlags struct {
 	clusterSecretFile string
 	// maxConnsPerAddr is the flag's value: 0 means no limit.
 	maxConnsPerAddr int
+	// flagsJSON: print the flags and exit (--flags-json).
+	flagsJSON bool
+	// checkConfig: validate the configuration and exit (--check-config).
+	checkConfig bool
 }
 
 // verifierFlags configure a JWT verifier.
@@ -226,6 +252,9 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (*s
 	if err := fs.Parse(args); err != nil {
 		return sf, err
 	}
+	if sf.flagsJSON {
+		return sf, nil
+	}
 	if fs.NArg() > 0 {
 		return sf, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
@@ -235,6 +264,12 @@ func parseFlags(args []string, getenv func(string) string, output io.Writer) (*s
 // flagNames lists every flag, for the README test.
 func flagNames() []string {
 	return newFlagSet(&serverFlags{}, func(string) string { return "" }, io.Discard).Names()
+}
+
+// writeFlagsJSON prints the flags for --flags-json, their defaults read
+// without the environment.
+func writeFlagsJSON(w io.Writer) error {
+	return newFlagSet(&serverFlags{}, func(string) string { return "" }, io.Discard).WriteFlagsJSON(w)
 }
 
 func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *envflag.Set {
@@ -301,6 +336,8 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.String(&cfg.PprofAddr, "pprof-addr", "", "loopback host:port serving net/http/pprof (empty: none)")
 	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.String(&sf.log.format, "log-format", "text", "log format: text or json")
+	fs.AddFlagsJSON(&sf.flagsJSON)
+	fs.AddCheckConfig(&sf.checkConfig)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: broadcaster [serve] [flags]\n\n"+
 			"Runs the revocast broadcaster. Each flag falls back to the environment variable in parentheses.\n"+

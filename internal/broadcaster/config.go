@@ -217,6 +217,16 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// CheckConfig runs the checks of New, and those of Start that need nothing
+// running (exposure, on Addr as written), without starting anything.
+func CheckConfig(cfg Config) error {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	return cfg.checkExposure(cfg.Addr)
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	if c.Listener == nil {

@@ -7,6 +7,7 @@
 package envflag
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,12 +106,14 @@ func (s *Set) List(p *[]string, name string, def []string, usage string) {
 	s.Var(&listValue{p: p, replace: true}, name, usage)
 }
 
-// Parse parses args; an invalid environment variable is an error too.
+// Parse parses args; an invalid environment variable is an error too. The
+// command line is parsed first, so that --help and --flags-json work
+// whatever the environment holds.
 func (s *Set) Parse(args []string) error {
-	if err := errors.Join(s.envErr...); err != nil {
+	if err := s.FlagSet.Parse(args); err != nil {
 		return err
 	}
-	return s.FlagSet.Parse(args)
+	return errors.Join(s.envErr...)
 }
 
 // Names lists the registered flags in registration order.
@@ -262,4 +265,41 @@ func (s *Set) Flags() []FlagInfo {
 		})
 	}
 	return out
+}
+
+// Names of the mode flags (see Mode).
+const (
+	FlagsJSONName   = "flags-json"
+	CheckConfigName = "check-config"
+)
+
+// Mode registers a boolean flag that switches the program into another
+// mode instead of configuring it, such as --flags-json or --check-config.
+// The caller checks it after Parse. It has no environment variable (one
+// left in a container's environment must not keep it from serving) and it
+// is not in Names or Flags: it is not configuration.
+func (s *Set) Mode(p *bool, name, usage string) {
+	s.FlagSet.BoolVar(p, name, false, usage+" (no environment variable)")
+}
+
+// AddFlagsJSON registers --flags-json into p: when set, even if Parse
+// failed on the environment, the program prints WriteFlagsJSON to stdout and
+// exits 0 without starting anything.
+func (s *Set) AddFlagsJSON(p *bool) {
+	s.Mode(p, FlagsJSONName, "print the flags as a JSON array (name, env, default, usage, type) and exit without starting anything")
+}
+
+// AddCheckConfig registers --check-config into p: when set, the program
+// parses and validates its configuration (reading the files it names),
+// prints nothing but errors, and exits 0 if it would start, without
+// listening or connecting anywhere.
+func (s *Set) AddCheckConfig(p *bool) {
+	s.Mode(p, CheckConfigName, "check the configuration (flags, variables, the files they name) and exit: 0 if valid, without listening or connecting")
+}
+
+// WriteFlagsJSON writes Flags as an indented JSON array.
+func (s *Set) WriteFlagsJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s.Flags())
 }

@@ -1,6 +1,8 @@
 package envflag
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"slices"
 	"testing"
@@ -98,6 +100,45 @@ func TestFlags(t *testing.T) {
 		{"addr", "REVOCAST_ADDR", "127.0.0.1:8080", "listen address", "string"},
 		{"heartbeat", "REVOCAST_HEARTBEAT", "15s", "heartbeat", "duration"},
 	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestFlagsJSON: --flags-json is seen whatever the environment holds, has no
+// variable of its own and is not listed; the listing round-trips.
+func TestFlagsJSON(t *testing.T) {
+	s := New("x", func(k string) string {
+		switch k {
+		case "REVOCAST_MAX_BATCH":
+			return "many"
+		case "REVOCAST_FLAGS_JSON":
+			return "false"
+		}
+		return ""
+	}, io.Discard)
+	var n int
+	s.Int(&n, "max-batch", 1, "most per batch")
+	var list bool
+	s.AddFlagsJSON(&list)
+	if err := s.Parse([]string{"--flags-json"}); err == nil {
+		t.Fatal("the invalid REVOCAST_MAX_BATCH was not reported")
+	}
+	if !list {
+		t.Fatal("--flags-json not set after parsing it")
+	}
+	if !slices.Equal(s.Names(), []string{"max-batch"}) {
+		t.Fatalf("Names() = %v", s.Names())
+	}
+	var buf bytes.Buffer
+	if err := s.WriteFlagsJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got []FlagInfo
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []FlagInfo{{"max-batch", "REVOCAST_MAX_BATCH", "1", "most per batch", "int"}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %+v", got)
 	}
