@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -113,7 +114,7 @@ func TestFlagsFromEnv(t *testing.T) {
 		c.leeway != 5*time.Second || c.maxStaleness != 20*time.Second || c.stalePolicy != "open" || !c.requireIAT || c.logLevel != "debug" {
 		t.Fatalf("config from env: %+v", c)
 	}
-	opts, err := c.agentOptions(nil)
+	opts, err := c.agentOptions(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

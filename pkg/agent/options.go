@@ -4,8 +4,6 @@ import (
 	"crypto"
 	"log/slog"
 	"net/http"
-	"os"
-	"slices"
 	"time"
 
 	"github.com/revocast/revocast/pkg/jwtverify"
@@ -14,7 +12,7 @@ import (
 // Defaults of New.
 const (
 	// DefaultLeeway is the clock skew allowed when checking exp, nbf and iat.
-	DefaultLeeway = 30 * time.Second
+	DefaultLeeway = jwtverify.DefaultLeeway
 	// DefaultMaxStaleness is how long the stream may stay silent (no event,
 	// no heartbeat) before the agent is stale: four heartbeats at the
 	// broadcaster's default of 15s.
@@ -23,12 +21,12 @@ const (
 	// from memory. Check ignores them as soon as they expire either way.
 	DefaultSweepInterval = 30 * time.Second
 	// DefaultJWKSRefreshInterval is how often a JWKS is fetched again.
-	DefaultJWKSRefreshInterval = 15 * time.Minute
+	DefaultJWKSRefreshInterval = jwtverify.DefaultJWKSRefreshInterval
 	// DefaultJWKSMinRefreshInterval is the shortest time between two JWKS
 	// fetches, however many tokens with unknown key IDs arrive.
-	DefaultJWKSMinRefreshInterval = 30 * time.Second
+	DefaultJWKSMinRefreshInterval = jwtverify.DefaultJWKSMinRefreshInterval
 	// DefaultJWKSTimeout bounds one JWKS fetch.
-	DefaultJWKSTimeout = 10 * time.Second
+	DefaultJWKSTimeout = jwtverify.DefaultJWKSTimeout
 	// DefaultMaxBackoff caps the delay between reconnection attempts. The
 	// cap never exceeds a quarter of the maximum staleness, whatever
 	// WithReconnectBackoff says: reconnection alone never makes the agent
@@ -36,7 +34,7 @@ const (
 	DefaultMaxBackoff = 15 * time.Second
 	// MinHMACSecretLength is the shortest HMAC secret accepted: RFC 7518
 	// section 3.2 requires a key at least as long as the hash (HS256).
-	MinHMACSecretLength = 32
+	MinHMACSecretLength = jwtverify.MinHMACSecretLength
 	// MinRSABits is the smallest RSA modulus accepted, from a PEM file or a
 	// JWKS alike.
 	MinRSABits = jwtverify.MinRSABits
@@ -82,19 +80,10 @@ type config struct {
 	httpClient    *http.Client
 	requestHook   func(*http.Request)
 	bearer        string
-	algs          []string
-	keys          []crypto.PublicKey
-	keyErrs       []error
-	hmacSecret    []byte
-	jwksURL       string
-	jwksInterval  time.Duration
-	jwksMin       time.Duration
-	jwksTimeout   time.Duration
-	issuers       []string
-	audiences     []string
-	leeway        time.Duration
+	verify        []jwtverify.Option // keys, algorithms, claims: see jwtverify.New
+	jwksURL       string             // also in verify; kept for the plain-HTTP warning
+	leeway        time.Duration      // also in verify; the agent's retention depends on it
 	maxLifetime   time.Duration
-	requireIAT    bool
 	maxStaleness  time.Duration
 	stalePolicy   StalePolicy
 	denyCapacity  int
@@ -108,16 +97,31 @@ type config struct {
 	reportInterval time.Duration
 }
 
-// Option configures New.
-type Option func(*config)
+// Option configures New (and NewVerifier). An option given a value it
+// does not accept makes New return an error matching ErrInvalidOption;
+// no value is silently replaced by a default.
+type Option func(*config) error
+
+// ErrInvalidOption is matched (errors.Is) by the errors of New and
+// NewVerifier for an option given a value it does not accept; it is
+// jwtverify.ErrInvalidOption.
+var ErrInvalidOption = jwtverify.ErrInvalidOption
+
+// verifyOption passes o on to the verifier (see jwtverify.New).
+func verifyOption(o jwtverify.Option) Option {
+	return func(c *config) error {
+		c.verify = append(c.verify, o)
+		return nil
+	}
+}
 
 // WithLogger sets where the agent logs (connections, resets, staleness,
 // JWKS refreshes). Default: nothing is logged.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
-		if l != nil {
-			c.logger = l
-		}
+	return func(c *config) error {
+		c.logger = l
+		c.verify = append(c.verify, jwtverify.WithLogger(l)) // nil: an error
+		return nil
 	}
 }
 
@@ -126,22 +130,28 @@ func WithLogger(l *slog.Logger) Option {
 // overall Timeout, which would cut the stream; the default client bounds the
 // dial, TLS handshake and response headers instead.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(c *config) {
-		if hc != nil {
-			c.httpClient = hc
-		}
+	return func(c *config) error {
+		c.httpClient = hc
+		c.verify = append(c.verify, jwtverify.WithHTTPClient(hc)) // nil: an error
+		return nil
 	}
 }
 
 // WithRequestHook lets the caller change every request to the broadcaster
 // before it is sent (for example to add a freshly minted credential).
 func WithRequestHook(f func(*http.Request)) Option {
-	return func(c *config) { c.requestHook = f }
+	return func(c *config) error {
+		c.requestHook = f
+		return nil
+	}
 }
 
 // WithBearerToken sends "Authorization: Bearer <token>" to the broadcaster.
 func WithBearerToken(token string) Option {
-	return func(c *config) { c.bearer = token }
+	return func(c *config) error {
+		c.bearer = token
+		return nil
+	}
 }
 
 // WithAlgorithms sets the JWS algorithms accepted (required): any of HS256,
@@ -149,52 +159,33 @@ func WithBearerToken(token string) Option {
 // ES512 and EdDSA. "none" is always refused. HS* needs WithHMACSecret; the
 // others need a public key of their kind or a JWKS.
 func WithAlgorithms(algs ...string) Option {
-	return func(c *config) { c.algs = append(c.algs, algs...) }
+	return verifyOption(jwtverify.WithAlgorithms(algs...))
 }
 
 // WithPublicKeys adds trusted public keys: *rsa.PublicKey,
 // *ecdsa.PublicKey or ed25519.PublicKey. They verify tokens whatever
 // their kid.
 func WithPublicKeys(keys ...crypto.PublicKey) Option {
-	return func(c *config) { c.keys = append(c.keys, keys...) }
+	return verifyOption(jwtverify.WithPublicKeys(keys...))
 }
 
 // WithPublicKeyPEM adds the public keys in PEM data: PUBLIC KEY (PKIX:
 // RSA, ECDSA, Ed25519), RSA PUBLIC KEY (PKCS #1) and CERTIFICATE blocks.
 // An error (New returns it) for data without any, or with a private key.
 func WithPublicKeyPEM(data []byte) Option {
-	return func(c *config) {
-		keys, err := ParsePublicKeysPEM(data)
-		if err != nil {
-			c.keyErrs = append(c.keyErrs, err)
-			return
-		}
-		c.keys = append(c.keys, keys...)
-	}
+	return verifyOption(jwtverify.WithPublicKeyPEM(data))
 }
 
 // WithPublicKeyFile adds the public keys in a PEM file (see
 // WithPublicKeyPEM).
 func WithPublicKeyFile(path string) Option {
-	return func(c *config) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			c.keyErrs = append(c.keyErrs, errorf("public key file: %v", err))
-			return
-		}
-		keys, err := ParsePublicKeysPEM(data)
-		if err != nil {
-			c.keyErrs = append(c.keyErrs, errorf("public key file %s: %v", path, err))
-			return
-		}
-		c.keys = append(c.keys, keys...)
-	}
+	return verifyOption(jwtverify.WithPublicKeyFile(path))
 }
 
 // WithHMACSecret sets the secret of HS256/HS384/HS512 tokens: at least
 // MinHMACSecretLength bytes.
 func WithHMACSecret(secret []byte) Option {
-	return func(c *config) { c.hmacSecret = slices.Clone(secret) }
+	return verifyOption(jwtverify.WithHMACSecret(secret))
 }
 
 // WithJWKS verifies tokens with the keys of a JSON Web Key Set, selected by
@@ -204,33 +195,30 @@ func WithHMACSecret(secret []byte) Option {
 // and triggers a rate-limited refresh, so a rotated-in key is accepted
 // shortly after its first token is seen.
 func WithJWKS(url string) Option {
-	return func(c *config) { c.jwksURL = url }
+	return func(c *config) error {
+		c.jwksURL = url
+		c.verify = append(c.verify, jwtverify.WithJWKS(url))
+		return nil
+	}
 }
 
 // WithJWKSRefresh sets the periodic JWKS refresh interval and the shortest
 // time between two fetches (which bounds the fetches that tokens with
 // unknown kids can cause). Non-positive values keep the defaults.
 func WithJWKSRefresh(interval, minInterval time.Duration) Option {
-	return func(c *config) {
-		if interval > 0 {
-			c.jwksInterval = interval
-		}
-		if minInterval > 0 {
-			c.jwksMin = minInterval
-		}
-	}
+	return verifyOption(jwtverify.WithJWKSRefresh(interval, minInterval))
 }
 
 // WithIssuers sets the accepted iss values; a token must carry one of them.
 // Without it, any issuer is accepted.
 func WithIssuers(iss ...string) Option {
-	return func(c *config) { c.issuers = append(c.issuers, iss...) }
+	return verifyOption(jwtverify.WithIssuers(iss...))
 }
 
 // WithAudiences sets the accepted aud values; a token's aud must contain at
 // least one of them. Without it, aud is not checked.
 func WithAudiences(aud ...string) Option {
-	return func(c *config) { c.audiences = append(c.audiences, aud...) }
+	return verifyOption(jwtverify.WithAudiences(aud...))
 }
 
 // WithLeeway sets the clock skew allowed for exp, nbf and iat (default
@@ -242,10 +230,13 @@ func WithAudiences(aud ...string) Option {
 // stay below G: Run returns ErrLeewayExceedsGrace when the broadcaster
 // announces a G that does not cover it.
 func WithLeeway(d time.Duration) Option {
-	return func(c *config) {
-		if d >= 0 {
-			c.leeway = d
+	return func(c *config) error {
+		if err := jwtverify.Validate(jwtverify.WithLeeway(d)); err != nil {
+			return err
 		}
+		c.leeway = d
+		c.verify = append(c.verify, jwtverify.WithLeeway(d))
+		return nil
 	}
 }
 
@@ -254,7 +245,7 @@ func WithLeeway(d time.Duration) Option {
 // issued before a time) denies them as long as it lives, since nothing shows
 // they were issued after it.
 func WithRequireIssuedAt(require bool) Option {
-	return func(c *config) { c.requireIAT = require }
+	return verifyOption(jwtverify.WithRequireIssuedAt(require))
 }
 
 // WithMaxStaleness sets how long the stream may be silent before the agent
@@ -262,23 +253,30 @@ func WithRequireIssuedAt(require bool) Option {
 // heartbeat interval. The stream connection is also dropped and retried
 // after this long without a byte.
 func WithMaxStaleness(d time.Duration) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if d > 0 {
 			c.maxStaleness = d
 		}
+		return nil
 	}
 }
 
 // WithStalePolicy sets what Check does while stale (default StaleClosed).
 func WithStalePolicy(p StalePolicy) Option {
-	return func(c *config) { c.stalePolicy = p }
+	return func(c *config) error {
+		c.stalePolicy = p
+		return nil
+	}
 }
 
 // WithDenylistCapacity sets how many revocations are kept exactly; more
 // spill into a compact tier that still denies them (see cache.Denylist).
 // Default cache.DefaultCapacity.
 func WithDenylistCapacity(n int) Option {
-	return func(c *config) { c.denyCapacity = n }
+	return func(c *config) error {
+		c.denyCapacity = n
+		return nil
+	}
 }
 
 // WithVerifiedCacheCapacity sets how many verified tokens are remembered so
@@ -286,26 +284,33 @@ func WithDenylistCapacity(n int) Option {
 // cache.DefaultVerifiedCapacity). A negative n disables the cache: every
 // check verifies the signature.
 func WithVerifiedCacheCapacity(n int) Option {
-	return func(c *config) { c.cacheCapacity = n }
+	return func(c *config) error {
+		c.cacheCapacity = n
+		return nil
+	}
 }
 
 // WithClock sets the clock used for token times, revocation expiry and
 // staleness. Default time.Now.
 func WithClock(now func() time.Time) Option {
-	return func(c *config) {
-		if now != nil {
-			c.now = now
+	return func(c *config) error {
+		if err := jwtverify.Validate(jwtverify.WithClock(now)); err != nil {
+			return err
 		}
+		c.now = now
+		c.verify = append(c.verify, jwtverify.WithClock(now))
+		return nil
 	}
 }
 
 // WithSweepInterval sets how often expired revocations are dropped from
 // memory (default DefaultSweepInterval).
 func WithSweepInterval(d time.Duration) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if d > 0 {
 			c.sweepInterval = d
 		}
+		return nil
 	}
 }
 
@@ -314,13 +319,14 @@ func WithSweepInterval(d time.Duration) Option {
 // exponential backoff (default DefaultMaxBackoff). Non-positive values keep
 // the defaults.
 func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if initial > 0 {
 			c.initBackoff = initial
 		}
 		if maxDelay > 0 {
 			c.maxBackoff = maxDelay
 		}
+		return nil
 	}
 }
 
@@ -332,7 +338,10 @@ func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
 // (events.DefaultMaxTokenLifetime until then, or from a broadcaster that
 // announces none); this option can only lower it. Zero or less: no lowering.
 func WithMaxTokenLifetime(d time.Duration) Option {
-	return func(c *config) { c.maxLifetime = d }
+	return func(c *config) error {
+		c.maxLifetime = d
+		return nil
+	}
 }
 
 // reconnectBackoff is the first reconnection delay and the cap of every

@@ -42,16 +42,20 @@ const maxName = 128
 // revoke --wait waits for it). A name is 1 to 128 printable characters
 // without ';'. Without a name the agent neither names itself nor reports.
 func WithName(name string) Option {
-	return func(c *config) { c.name = name }
+	return func(c *config) error {
+		c.name = name
+		return nil
+	}
 }
 
 // WithReportInterval sets the shortest time between two reports of the
 // applied position (default DefaultReportInterval).
 func WithReportInterval(d time.Duration) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if d > 0 {
 			c.reportInterval = d
 		}
+		return nil
 	}
 }
 
