@@ -131,9 +131,6 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 		}
 		streams[i] = s
 	}
-	if err := checkName(cfg.name); err != nil {
-		return nil, err
-	}
 	var a *Agent
 	v, err := newVerifier(&cfg, jwtverify.WithKeySetHook(func() {
 		// Tokens verified with keys that may be gone must be verified
@@ -163,7 +160,7 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 			a.log.Error("plain HTTP outside loopback: whoever is on the path can inject keys or hide revocations; use https", "url", redact(u))
 		}
 	}
-	if cfg.cacheCapacity >= 0 {
+	if cfg.cacheCapacity > 0 {
 		a.verified = cache.NewVerified[*Claims](cfg.cacheCapacity)
 	}
 	d := cache.New(a.denyOpts...)
@@ -218,6 +215,7 @@ func newConfig(opts []Option) (config, error) {
 		leeway:        DefaultLeeway,
 		maxStaleness:  DefaultMaxStaleness,
 		denyCapacity:  cache.DefaultCapacity,
+		cacheCapacity: cache.DefaultVerifiedCapacity,
 		now:           time.Now,
 		sweepInterval: DefaultSweepInterval,
 		maxBackoff:    DefaultMaxBackoff,

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"crypto"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -38,6 +39,9 @@ const (
 	// MinRSABits is the smallest RSA modulus accepted, from a PEM file or a
 	// JWKS alike.
 	MinRSABits = jwtverify.MinRSABits
+	// MinMaxStaleness is the shortest maximum staleness accepted (see
+	// WithMaxStaleness).
+	MinMaxStaleness = 100 * time.Millisecond
 	// MaxTokenLength is the longest raw token Check looks at.
 	MaxTokenLength = 16 << 10
 )
@@ -107,6 +111,27 @@ type Option func(*config) error
 // jwtverify.ErrInvalidOption.
 var ErrInvalidOption = jwtverify.ErrInvalidOption
 
+// optionError says what is wrong with an option's value and matches
+// ErrInvalidOption.
+type optionError struct{ msg string }
+
+func (e *optionError) Error() string { return e.msg }
+
+func (e *optionError) Is(target error) bool { return target == ErrInvalidOption }
+
+// optionErr is the error of an option given a value it does not accept.
+func optionErr(format string, args ...any) error {
+	return &optionError{fmt.Sprintf(format, args...)}
+}
+
+// Validate applies opts to the defaults and returns the errors of the
+// options themselves (not those New finds by combining them, such as a
+// missing key source or algorithm). cmd/agent checks each flag with it.
+func Validate(opts ...Option) error {
+	_, err := newConfig(opts)
+	return err
+}
+
 // verifyOption passes o on to the verifier (see jwtverify.New).
 func verifyOption(o jwtverify.Option) Option {
 	return func(c *config) error {
@@ -116,7 +141,7 @@ func verifyOption(o jwtverify.Option) Option {
 }
 
 // WithLogger sets where the agent logs (connections, resets, staleness,
-// JWKS refreshes). Default: nothing is logged.
+// JWKS refreshes). Default: nothing is logged. nil is an error.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		c.logger = l
@@ -128,7 +153,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithHTTPClient sets the HTTP client used for the event stream and the
 // JWKS, for example one with a custom TLS configuration. It must have no
 // overall Timeout, which would cut the stream; the default client bounds the
-// dial, TLS handshake and response headers instead.
+// dial, TLS handshake and response headers instead. nil is an error.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error {
 		c.httpClient = hc
@@ -183,7 +208,7 @@ func WithPublicKeyFile(path string) Option {
 }
 
 // WithHMACSecret sets the secret of HS256/HS384/HS512 tokens: at least
-// MinHMACSecretLength bytes.
+// MinHMACSecretLength bytes, or New returns an error.
 func WithHMACSecret(secret []byte) Option {
 	return verifyOption(jwtverify.WithHMACSecret(secret))
 }
@@ -204,7 +229,9 @@ func WithJWKS(url string) Option {
 
 // WithJWKSRefresh sets the periodic JWKS refresh interval and the shortest
 // time between two fetches (which bounds the fetches that tokens with
-// unknown kids can cause). Non-positive values keep the defaults.
+// unknown kids can cause). Both must be positive and minInterval at most
+// interval, or New returns an error (they used to fall back to the
+// defaults silently).
 func WithJWKSRefresh(interval, minInterval time.Duration) Option {
 	return verifyOption(jwtverify.WithJWKSRefresh(interval, minInterval))
 }
@@ -228,7 +255,8 @@ func WithAudiences(aud ...string) Option {
 // never forgotten by the denylist first, and an agent started later, which
 // receives revocations until expires_at + G, decides alike. The leeway must
 // stay below G: Run returns ErrLeewayExceedsGrace when the broadcaster
-// announces a G that does not cover it.
+// announces a G that does not cover it. 0 allows no skew; a negative
+// leeway is an error (it used to be ignored).
 func WithLeeway(d time.Duration) Option {
 	return func(c *config) error {
 		if err := jwtverify.Validate(jwtverify.WithLeeway(d)); err != nil {
@@ -249,21 +277,27 @@ func WithRequireIssuedAt(require bool) Option {
 }
 
 // WithMaxStaleness sets how long the stream may be silent before the agent
-// is stale (default DefaultMaxStaleness). It must exceed the broadcaster's
+// is stale (default DefaultMaxStaleness). It must be at least
+// MinMaxStaleness (an error otherwise) and should exceed the broadcaster's
 // heartbeat interval. The stream connection is also dropped and retried
 // after this long without a byte.
 func WithMaxStaleness(d time.Duration) Option {
 	return func(c *config) error {
-		if d > 0 {
-			c.maxStaleness = d
+		if d < MinMaxStaleness {
+			return optionErr("max staleness %v: at least %v (and above the broadcaster's heartbeat)", d, MinMaxStaleness)
 		}
+		c.maxStaleness = d
 		return nil
 	}
 }
 
-// WithStalePolicy sets what Check does while stale (default StaleClosed).
+// WithStalePolicy sets what Check does while stale (default StaleClosed);
+// a value other than StaleClosed and StaleOpen is an error.
 func WithStalePolicy(p StalePolicy) Option {
 	return func(c *config) error {
+		if p != StaleClosed && p != StaleOpen {
+			return optionErr("stale policy %d: want StaleClosed or StaleOpen", int(p))
+		}
 		c.stalePolicy = p
 		return nil
 	}
@@ -271,9 +305,13 @@ func WithStalePolicy(p StalePolicy) Option {
 
 // WithDenylistCapacity sets how many revocations are kept exactly; more
 // spill into a compact tier that still denies them (see cache.Denylist).
-// Default cache.DefaultCapacity.
+// Default cache.DefaultCapacity; n below 1 is an error (the denylist
+// cannot be disabled).
 func WithDenylistCapacity(n int) Option {
 	return func(c *config) error {
+		if n < 1 {
+			return optionErr("denylist capacity %d: at least 1", n)
+		}
 		c.denyCapacity = n
 		return nil
 	}
@@ -281,17 +319,21 @@ func WithDenylistCapacity(n int) Option {
 
 // WithVerifiedCacheCapacity sets how many verified tokens are remembered so
 // that a repeated token skips signature verification (default
-// cache.DefaultVerifiedCapacity). A negative n disables the cache: every
-// check verifies the signature.
+// cache.DefaultVerifiedCapacity). 0 disables the cache: every check
+// verifies the signature. A negative n is an error (it used to mean
+// "disabled" while 0 meant "the default").
 func WithVerifiedCacheCapacity(n int) Option {
 	return func(c *config) error {
+		if n < 0 {
+			return optionErr("verified-token cache capacity %d: 0 disables it, negative values are not accepted", n)
+		}
 		c.cacheCapacity = n
 		return nil
 	}
 }
 
 // WithClock sets the clock used for token times, revocation expiry and
-// staleness. Default time.Now.
+// staleness. Default time.Now; nil is an error.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error {
 		if err := jwtverify.Validate(jwtverify.WithClock(now)); err != nil {
@@ -304,28 +346,29 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithSweepInterval sets how often expired revocations are dropped from
-// memory (default DefaultSweepInterval).
+// memory (default DefaultSweepInterval); it must be positive.
 func WithSweepInterval(d time.Duration) Option {
 	return func(c *config) error {
-		if d > 0 {
-			c.sweepInterval = d
+		if d <= 0 {
+			return optionErr("sweep interval %v: must be positive", d)
 		}
+		c.sweepInterval = d
 		return nil
 	}
 }
 
 // WithReconnectBackoff sets the first reconnection delay (used until the
-// broadcaster advertises its own with "retry:") and the cap of the
-// exponential backoff (default DefaultMaxBackoff). Non-positive values keep
-// the defaults.
+// broadcaster advertises its own with "retry:", default 1s) and the cap of
+// the exponential backoff (default DefaultMaxBackoff). Both must be
+// positive, an error otherwise. Every delay is further capped at a quarter
+// of the maximum staleness, so reconnection alone never makes the agent
+// stale.
 func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
 	return func(c *config) error {
-		if initial > 0 {
-			c.initBackoff = initial
+		if initial <= 0 || maxDelay <= 0 {
+			return optionErr("reconnect backoff %v, %v: both must be positive", initial, maxDelay)
 		}
-		if maxDelay > 0 {
-			c.maxBackoff = maxDelay
-		}
+		c.initBackoff, c.maxBackoff = initial, maxDelay
 		return nil
 	}
 }
@@ -336,9 +379,14 @@ func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
 // so a longer-lived token would outlive the revocations meant for it. L is
 // what the broadcaster announces in its synced event
 // (events.DefaultMaxTokenLifetime until then, or from a broadcaster that
-// announces none); this option can only lower it. Zero or less: no lowering.
+// announces none); this option can only lower it. 0 (the default) keeps
+// the broadcaster's L; a negative d, or one below a second (L counts whole
+// seconds), is an error.
 func WithMaxTokenLifetime(d time.Duration) Option {
 	return func(c *config) error {
+		if d < 0 || (d > 0 && d < time.Second) {
+			return optionErr("max token lifetime %v: 0 (the broadcaster's) or at least 1s", d)
+		}
 		c.maxLifetime = d
 		return nil
 	}

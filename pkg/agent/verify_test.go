@@ -374,7 +374,7 @@ func TestZeroAllocRepeat(t *testing.T) {
 }
 
 func TestVerifiedCacheDisabled(t *testing.T) {
-	a := syncedAgent(t, append(rsaOpts(t), WithVerifiedCacheCapacity(-1))...)
+	a := syncedAgent(t, append(rsaOpts(t), WithVerifiedCacheCapacity(0))...)
 	tok := rs256(t, claims("alice", "nocache"), "")
 	for range 2 {
 		if err := checkErr(a, tok); err != nil {
