@@ -114,7 +114,9 @@ type Agent struct {
 // over them. It returns an error for a configuration that could verify
 // nothing or could be abused: no algorithms, "none", HS* without a secret,
 // an algorithm without a key of its kind, no key source, a short HMAC
-// secret. New does no I/O.
+// secret, or any option given a value it does not accept; such errors
+// match ErrInvalidOption. Verification is jwtverify's (see jwtverify.New).
+// New does no I/O.
 func New(urls []string, opts ...Option) (*Agent, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
