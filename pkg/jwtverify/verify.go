@@ -18,9 +18,9 @@ import (
 	"github.com/revocast/revocast/pkg/events"
 )
 
-// Claims are the verified claims of a token. The agent shares one *Claims
-// between every request that presents the same token (see Check): treat it,
-// Raw and Audience included, as read-only.
+// Claims are the verified claims of a token. Callers may share one *Claims
+// between every request that presents the same token (pkg/agent's Check
+// does): treat it, Raw and Audience included, as read-only.
 type Claims struct {
 	Subject  string   // sub
 	Issuer   string   // iss
