@@ -143,39 +143,32 @@ func (c *config) agentOptions(logger *slog.Logger) ([]agent.Option, error) {
 		return nil, fmt.Errorf("--public-key / --hmac-secret-file / --jwks: %w", err)
 	}
 	opts := append([]agent.Option{agent.WithLogger(logger)}, keyOpts...)
-	if c.leeway < 0 {
-		return nil, errors.New("leeway must not be negative")
-	}
 	name := c.name
 	if name == "" {
 		name = defaultName()
 	}
-	opts = append(opts, agent.WithName(name))
-	opts = append(opts, agent.WithLeeway(c.leeway))
-	if c.maxLifetime < 0 {
-		return nil, errors.New("max-token-lifetime must not be negative")
-	}
-	opts = append(opts, agent.WithMaxTokenLifetime(c.maxLifetime))
-	if c.maxStaleness < 100*time.Millisecond {
-		return nil, errors.New("max-staleness must be at least 100ms (and exceed the broadcaster's heartbeat)")
-	}
-	opts = append(opts, agent.WithMaxStaleness(c.maxStaleness))
 	policy, err := agent.ParseStalePolicy(c.stalePolicy)
 	if err != nil {
-		return nil, fmt.Errorf("stale-policy %q: want closed or open", c.stalePolicy)
+		return nil, fmt.Errorf("--stale-policy: %w", err)
 	}
-	opts = append(opts, agent.WithStalePolicy(policy), agent.WithRequireIssuedAt(c.requireIAT))
-	if c.denyCapacity < 1 {
-		return nil, errors.New("denylist-capacity must be at least 1")
-	}
-	opts = append(opts, agent.WithDenylistCapacity(c.denyCapacity))
-	switch {
-	case c.cacheCapacity < 0:
-		return nil, errors.New("verified-cache-size must not be negative")
-	case c.cacheCapacity == 0:
-		opts = append(opts, agent.WithVerifiedCacheCapacity(-1))
-	default:
-		opts = append(opts, agent.WithVerifiedCacheCapacity(c.cacheCapacity))
+	// pkg/agent validates every value; the flag's name is added here.
+	for _, f := range []struct {
+		flag string
+		opt  agent.Option
+	}{
+		{"name", agent.WithName(name)},
+		{"leeway", agent.WithLeeway(c.leeway)},
+		{"max-token-lifetime", agent.WithMaxTokenLifetime(c.maxLifetime)},
+		{"max-staleness", agent.WithMaxStaleness(c.maxStaleness)},
+		{"stale-policy", agent.WithStalePolicy(policy)},
+		{"require-iat", agent.WithRequireIssuedAt(c.requireIAT)},
+		{"denylist-capacity", agent.WithDenylistCapacity(c.denyCapacity)},
+		{"verified-cache-size", agent.WithVerifiedCacheCapacity(c.cacheCapacity)},
+	} {
+		if err := agent.Validate(f.opt); err != nil {
+			return nil, fmt.Errorf("--%s: %w", f.flag, err)
+		}
+		opts = append(opts, f.opt)
 	}
 	if c.tokenFile != "" {
 		tok, err := os.ReadFile(c.tokenFile)

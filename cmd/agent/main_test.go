@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -113,7 +115,7 @@ func TestFlagsFromEnv(t *testing.T) {
 		c.leeway != 5*time.Second || c.maxStaleness != 20*time.Second || c.stalePolicy != "open" || !c.requireIAT || c.logLevel != "debug" {
 		t.Fatalf("config from env: %+v", c)
 	}
-	opts, err := c.agentOptions(nil)
+	opts, err := c.agentOptions(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +159,11 @@ func TestRefusals(t *testing.T) {
 		{"bad log level", []string{"--public-key", pub, "--log-level", "loud"}, "log-level"},
 		{"bad broadcaster", []string{"--public-key", pub, "--broadcaster", "b:8080"}, "broadcaster URL"},
 		{"tiny staleness", []string{"--hmac-secret-file", secret, "--max-staleness", "1ms"}, "max-staleness"},
+		{"negative leeway", []string{"--hmac-secret-file", secret, "--leeway", "-1s"}, "--leeway"},
+		{"negative lifetime", []string{"--hmac-secret-file", secret, "--max-token-lifetime", "-1s"}, "--max-token-lifetime"},
+		{"no denylist", []string{"--hmac-secret-file", secret, "--denylist-capacity", "0"}, "--denylist-capacity"},
+		{"negative cache", []string{"--hmac-secret-file", secret, "--verified-cache-size", "-1"}, "--verified-cache-size"},
+		{"bad name", []string{"--hmac-secret-file", secret, "--name", "a;b"}, "--name"},
 		{"stray argument", []string{"--public-key", pub, "extra"}, "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,6 +174,37 @@ func TestRefusals(t *testing.T) {
 				t.Fatalf("run = %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestFlagsUseAgentValidation: a flag's value is refused by pkg/agent's
+// own option validation, not by rules repeated here.
+func TestFlagsUseAgentValidation(t *testing.T) {
+	secret := writeFile(t, "secret", []byte(strings.Repeat("s", 40)))
+	for _, args := range [][]string{
+		{"--leeway", "-1s"},
+		{"--max-staleness", "1ms"},
+		{"--verified-cache-size", "-1"},
+		{"--denylist-capacity", "0"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			c, _, err := parseFlags(append([]string{"--hmac-secret-file", secret}, args...), env(nil), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.agentOptions(slog.New(slog.DiscardHandler))
+			if !errors.Is(err, agent.ErrInvalidOption) {
+				t.Fatalf("agentOptions = %v, want agent.ErrInvalidOption", err)
+			}
+		})
+	}
+	// 0 disables the verified-token cache, as in pkg/agent.
+	c, _, err := parseFlags([]string{"--hmac-secret-file", secret, "--verified-cache-size", "0"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.agentOptions(slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("--verified-cache-size 0: %v", err)
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
-	"github.com/revocast/revocast/pkg/agent"
+	"github.com/revocast/revocast/pkg/jwtverify"
 )
 
 // operatorSetup is a broadcaster configured from flags with an API key file
@@ -51,7 +51,7 @@ func startOperatorBroadcaster(t *testing.T) *operatorSetup {
 	o.readerKey, _ = auth.GenerateKey()
 	o.adminKey, _ = auth.GenerateKey()
 	o.writeKeys(t, auth.KeyLine("dashboard", auth.RoleReader, o.readerKey), auth.KeyLine("admin", auth.RoleRevoker, o.adminKey))
-	if o.thumbprint, err = agent.Thumbprint(pub); err != nil {
+	if o.thumbprint, err = jwtverify.Thumbprint(pub); err != nil {
 		t.Fatal(err)
 	}
 	sf, err := parseFlags([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--api-keys", o.keysFile,

@@ -9,21 +9,21 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
-	"github.com/revocast/revocast/pkg/agent"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/jwtverify"
 )
 
 // verifier builds a JWT verifier from flags; its JWKS refresh is added to
 // tasks, to run until the server's context ends.
-func (v verifierFlags) verifier(logger *slog.Logger, what string, tasks *[]func(context.Context)) (*agent.Verifier, error) {
-	opts, err := agent.KeySource{
+func (v verifierFlags) verifier(logger *slog.Logger, what string, tasks *[]func(context.Context)) (*jwtverify.Verifier, error) {
+	opts, err := jwtverify.KeySource{
 		PublicKeyFiles: v.publicKeys, HMACSecretFile: v.hmacFile, JWKS: v.jwks,
 		Algorithms: v.algs, Issuers: v.issuers, Audiences: v.audiences,
 	}.Options()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	ver, err := agent.NewVerifier(append(opts, agent.WithLogger(logger))...)
+	ver, err := jwtverify.New(append(opts, jwtverify.WithLogger(logger))...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -60,7 +60,7 @@ var keyFileCheckInterval = 2 * time.Second
 // the actor, the role claim its role, and its facts go along so that the
 // broadcaster can hold it to its own revocations.
 type operatorJWTs struct {
-	v         *agent.Verifier
+	v         *jwtverify.Verifier
 	roleClaim string
 }
 
@@ -135,7 +135,7 @@ func (sf *serverFlags) tokenVerifier(logger *slog.Logger, tasks *[]func(context.
 	return resourceTokens{v}, nil
 }
 
-type resourceTokens struct{ v *agent.Verifier }
+type resourceTokens struct{ v *jwtverify.Verifier }
 
 func (r resourceTokens) VerifyToken(raw string) (events.Token, time.Time, error) {
 	c, err := r.v.Verify(raw)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/revocast/revocast/pkg/cache"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/jwtverify"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -80,7 +81,7 @@ type Agent struct {
 	cfg      config
 	log      *slog.Logger
 	client   *sse.Client
-	verifier *verifier
+	verifier *jwtverify.Verifier
 	verified *cache.Verified[*Claims] // nil when disabled
 	cacheTTL time.Duration            // leeway: a cached token lives until exp + leeway
 	now      func() time.Time
@@ -113,9 +114,14 @@ type Agent struct {
 // over them. It returns an error for a configuration that could verify
 // nothing or could be abused: no algorithms, "none", HS* without a secret,
 // an algorithm without a key of its kind, no key source, a short HMAC
-// secret. New does no I/O.
+// secret, or any option given a value it does not accept; such errors
+// match ErrInvalidOption. Verification is jwtverify's (see jwtverify.New).
+// New does no I/O.
 func New(urls []string, opts ...Option) (*Agent, error) {
-	cfg := defaultConfig(opts)
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
 	if len(urls) == 0 {
 		return nil, errorf("no broadcaster URL")
 	}
@@ -127,17 +133,17 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 		}
 		streams[i] = s
 	}
-	if err := checkName(cfg.name); err != nil {
-		return nil, err
-	}
-	if err := checkJWKSURL(cfg.jwksURL); err != nil {
-		return nil, err
-	}
-	v, err := newVerifier(&cfg)
+	var a *Agent
+	v, err := newVerifier(&cfg, jwtverify.WithKeySetHook(func() {
+		// Tokens verified with keys that may be gone must be verified
+		// again. The first load may also make the agent ready.
+		a.purgeVerified()
+		a.maybeReady()
+	}))
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{
+	a = &Agent{
 		cfg:      cfg,
 		log:      cfg.logger,
 		verifier: v,
@@ -151,22 +157,13 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 		},
 	}
 	a.maxLifetime.Store(a.effectiveLifetime(0))
-	v.logKeys(a.log)
 	for _, u := range append(slices.Clone(urls), cfg.jwksURL) {
 		if plainHTTPOutsideLoopback(u) {
 			a.log.Error("plain HTTP outside loopback: whoever is on the path can inject keys or hide revocations; use https", "url", redact(u))
 		}
 	}
-	if cfg.cacheCapacity >= 0 {
+	if cfg.cacheCapacity > 0 {
 		a.verified = cache.NewVerified[*Claims](cfg.cacheCapacity)
-	}
-	if cfg.jwksURL != "" {
-		v.jwks = newJWKSSource(&cfg, a.log, func() {
-			// Tokens verified with keys that may be gone must be verified
-			// again. The first load may also make the agent ready.
-			a.purgeVerified()
-			a.maybeReady()
-		})
 	}
 	d := cache.New(a.denyOpts...)
 	a.view.Store(&denyView{check: []*cache.Denylist{d}, apply: d})
@@ -213,26 +210,38 @@ func New(urls []string, opts ...Option) (*Agent, error) {
 	return a, nil
 }
 
-// defaultConfig applies opts over the defaults.
-func defaultConfig(opts []Option) config {
+// newConfig applies opts over the defaults and returns their errors.
+func newConfig(opts []Option) (config, error) {
 	cfg := config{
 		logger:        slog.New(slog.DiscardHandler),
 		leeway:        DefaultLeeway,
 		maxStaleness:  DefaultMaxStaleness,
 		denyCapacity:  cache.DefaultCapacity,
+		cacheCapacity: cache.DefaultVerifiedCapacity,
 		now:           time.Now,
 		sweepInterval: DefaultSweepInterval,
-		jwksInterval:  DefaultJWKSRefreshInterval,
-		jwksMin:       DefaultJWKSMinRefreshInterval,
-		jwksTimeout:   DefaultJWKSTimeout,
 		maxBackoff:    DefaultMaxBackoff,
 
 		reportInterval: DefaultReportInterval,
 	}
+	var errs []error
 	for _, o := range opts {
-		o(&cfg)
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return cfg
+	if err := errors.Join(errs...); err != nil {
+		return cfg, errorf("%w", err)
+	}
+	// The verifier's own options must be valid too, whatever else New
+	// finds (a verifier is built only once the agent's options are).
+	if err := jwtverify.Validate(cfg.verify...); err != nil {
+		return cfg, errorf("%w", err)
+	}
+	return cfg, nil
 }
 
 // retention is how long past its expires_at the denylist keeps a
@@ -275,17 +284,6 @@ func plainHTTPOutsideLoopback(raw string) bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
-func checkJWKSURL(raw string) error {
-	if raw == "" {
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errorf("JWKS URL %q: want an absolute http or https URL", raw)
-	}
-	return nil
-}
-
 func streamURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -323,8 +321,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	if j := a.verifier.jwks; j != nil {
-		wg.Go(func() { j.run(runCtx) })
+	if a.verifier.HasJWKS() {
+		wg.Go(func() { a.verifier.Run(runCtx) })
 	}
 	wg.Go(func() { a.sweepLoop(runCtx) })
 	if a.reports != nil {
@@ -480,7 +478,7 @@ func (a *Agent) maybeReady() {
 	if !a.synced.Load() {
 		return
 	}
-	if j := a.verifier.jwks; j != nil && j.current.Load() == nil {
+	if !a.verifier.KeySetLoaded() {
 		return
 	}
 	a.readyOnce.Do(func() {

@@ -34,7 +34,7 @@ func jwksAgent(t *testing.T, set jwkset.JWKSMarshal, opts ...Option) *Agent {
 	js.set = set
 	js.mu.Unlock()
 	a := syncedAgent(t, append([]Option{WithJWKS(js.URL), WithJWKSRefresh(time.Hour, time.Hour)}, opts...)...)
-	if err := a.verifier.jwks.fetch(context.Background()); err != nil {
+	if err := a.verifier.Refresh(context.Background()); err != nil {
 		t.Fatalf("JWKS: %v", err)
 	}
 	return a

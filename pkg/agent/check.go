@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/revocast/revocast/pkg/jwtverify"
 )
 
 // result is the outcome of one Check, for the metrics.
@@ -23,7 +25,20 @@ func (r result) String() string {
 	return [...]string{"allowed", "allowed_stale", "revoked", "invalid", "stale", "no_token"}[r]
 }
 
-var errTooLong = errors.New("token longer than MaxTokenLength")
+var (
+	errTooLong  = errors.New("token longer than MaxTokenLength")
+	errLifetime = errors.New("token lifetime exceeds the maximum token lifetime")
+)
+
+// reason unwraps the reason of a jwtverify.InvalidError, which the agent
+// wraps in its own InvalidError.
+func reason(err error) error {
+	var ie *jwtverify.InvalidError
+	if errors.As(err, &ie) {
+		return ie.Reason
+	}
+	return err
+}
 
 // Check verifies rawToken and checks it against the denylist. It returns
 // the verified claims, or nil and one of:
@@ -60,8 +75,8 @@ func (a *Agent) check(ctx context.Context, raw string) (*Claims, result, error) 
 			return nil, resInvalid, &InvalidError{Reason: errTooLong}
 		}
 		var err error
-		if c, err = a.verifier.verify(raw); err != nil {
-			return nil, resInvalid, &InvalidError{Reason: err}
+		if c, err = a.verifier.Verify(raw); err != nil {
+			return nil, resInvalid, &InvalidError{Reason: reason(err)}
 		}
 		if a.verified != nil {
 			a.verified.Add(raw, c, c.ExpiresAt.Add(a.cacheTTL))
@@ -70,8 +85,9 @@ func (a *Agent) check(ctx context.Context, raw string) (*Claims, result, error) 
 	if a.outlivesRevocations(c, now) {
 		return nil, resInvalid, &InvalidError{Reason: errLifetime}
 	}
+	facts := c.Facts()
 	for _, d := range a.view.Load().check {
-		if _, revoked := d.Check(&c.token, now); revoked {
+		if _, revoked := d.Check(facts, now); revoked {
 			return nil, resRevoked, ErrRevoked
 		}
 	}
@@ -92,8 +108,8 @@ func (a *Agent) check(ctx context.Context, raw string) (*Claims, result, error) 
 // changes with now.
 func (a *Agent) outlivesRevocations(c *Claims, now time.Time) bool {
 	start := now.Unix()
-	if c.token.HasIssuedAt {
-		start = c.token.IssuedAt
+	if f := c.Facts(); f.HasIssuedAt {
+		start = f.IssuedAt
 	}
 	return c.ExpiresAt.Unix()-start > a.maxLifetime.Load()
 }

@@ -42,6 +42,10 @@
 //
 // # Checking a token
 //
+// Verification lives in pkg/jwtverify, which the broadcaster shares; the
+// agent adds the denylist, the maximum token lifetime L announced by the
+// broadcaster, and the verified-token cache.
+//
 // Check verifies the JWT with golang-jwt/v5: the algorithm must be in the
 // allow-list given with WithAlgorithms ("none" is refused, and HS* only with
 // an HMAC secret, so a public key can never serve as an HMAC secret); the

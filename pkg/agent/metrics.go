@@ -98,11 +98,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, boolFloat(st.Ready))
 	ch <- prometheus.MustNewConstMetric(descFresh, prometheus.GaugeValue, boolFloat(st.Ready && !st.Stale))
 	ch <- prometheus.MustNewConstMetric(descCached, prometheus.GaugeValue, float64(st.CachedTokens))
-	if j := a.verifier.jwks; j != nil {
-		changed, total := j.changes.Load(), j.refreshes.Load()
+	if a.verifier.HasJWKS() {
+		total, changed, failures := a.verifier.JWKSStats()
 		ch <- prometheus.MustNewConstMetric(descJWKS, prometheus.CounterValue, float64(total-changed), "unchanged")
 		ch <- prometheus.MustNewConstMetric(descJWKS, prometheus.CounterValue, float64(changed), "changed")
-		ch <- prometheus.MustNewConstMetric(descJWKS, prometheus.CounterValue, float64(j.failures.Load()), "error")
+		ch <- prometheus.MustNewConstMetric(descJWKS, prometheus.CounterValue, float64(failures), "error")
 	}
 }
 

@@ -2,10 +2,9 @@ package agent
 
 import (
 	"crypto"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"slices"
 	"time"
 
 	"github.com/revocast/revocast/pkg/jwtverify"
@@ -14,7 +13,7 @@ import (
 // Defaults of New.
 const (
 	// DefaultLeeway is the clock skew allowed when checking exp, nbf and iat.
-	DefaultLeeway = 30 * time.Second
+	DefaultLeeway = jwtverify.DefaultLeeway
 	// DefaultMaxStaleness is how long the stream may stay silent (no event,
 	// no heartbeat) before the agent is stale: four heartbeats at the
 	// broadcaster's default of 15s.
@@ -23,12 +22,12 @@ const (
 	// from memory. Check ignores them as soon as they expire either way.
 	DefaultSweepInterval = 30 * time.Second
 	// DefaultJWKSRefreshInterval is how often a JWKS is fetched again.
-	DefaultJWKSRefreshInterval = 15 * time.Minute
+	DefaultJWKSRefreshInterval = jwtverify.DefaultJWKSRefreshInterval
 	// DefaultJWKSMinRefreshInterval is the shortest time between two JWKS
 	// fetches, however many tokens with unknown key IDs arrive.
-	DefaultJWKSMinRefreshInterval = 30 * time.Second
+	DefaultJWKSMinRefreshInterval = jwtverify.DefaultJWKSMinRefreshInterval
 	// DefaultJWKSTimeout bounds one JWKS fetch.
-	DefaultJWKSTimeout = 10 * time.Second
+	DefaultJWKSTimeout = jwtverify.DefaultJWKSTimeout
 	// DefaultMaxBackoff caps the delay between reconnection attempts. The
 	// cap never exceeds a quarter of the maximum staleness, whatever
 	// WithReconnectBackoff says: reconnection alone never makes the agent
@@ -36,10 +35,13 @@ const (
 	DefaultMaxBackoff = 15 * time.Second
 	// MinHMACSecretLength is the shortest HMAC secret accepted: RFC 7518
 	// section 3.2 requires a key at least as long as the hash (HS256).
-	MinHMACSecretLength = 32
+	MinHMACSecretLength = jwtverify.MinHMACSecretLength
 	// MinRSABits is the smallest RSA modulus accepted, from a PEM file or a
 	// JWKS alike.
 	MinRSABits = jwtverify.MinRSABits
+	// MinMaxStaleness is the shortest maximum staleness accepted (see
+	// WithMaxStaleness).
+	MinMaxStaleness = 100 * time.Millisecond
 	// MaxTokenLength is the longest raw token Check looks at.
 	MaxTokenLength = 16 << 10
 )
@@ -82,19 +84,10 @@ type config struct {
 	httpClient    *http.Client
 	requestHook   func(*http.Request)
 	bearer        string
-	algs          []string
-	keys          []crypto.PublicKey
-	keyErrs       []error
-	hmacSecret    []byte
-	jwksURL       string
-	jwksInterval  time.Duration
-	jwksMin       time.Duration
-	jwksTimeout   time.Duration
-	issuers       []string
-	audiences     []string
-	leeway        time.Duration
+	verify        []jwtverify.Option // keys, algorithms, claims: see jwtverify.New
+	jwksURL       string             // also in verify; kept for the plain-HTTP warning
+	leeway        time.Duration      // also in verify; the agent's retention depends on it
 	maxLifetime   time.Duration
-	requireIAT    bool
 	maxStaleness  time.Duration
 	stalePolicy   StalePolicy
 	denyCapacity  int
@@ -108,40 +101,82 @@ type config struct {
 	reportInterval time.Duration
 }
 
-// Option configures New.
-type Option func(*config)
+// Option configures New (and NewVerifier). An option given a value it
+// does not accept makes New return an error matching ErrInvalidOption;
+// no value is silently replaced by a default.
+type Option func(*config) error
+
+// ErrInvalidOption is matched (errors.Is) by the errors of New and
+// NewVerifier for an option given a value it does not accept; it is
+// jwtverify.ErrInvalidOption.
+var ErrInvalidOption = jwtverify.ErrInvalidOption
+
+// optionError says what is wrong with an option's value and matches
+// ErrInvalidOption.
+type optionError struct{ msg string }
+
+func (e *optionError) Error() string { return e.msg }
+
+func (e *optionError) Is(target error) bool { return target == ErrInvalidOption }
+
+// optionErr is the error of an option given a value it does not accept.
+func optionErr(format string, args ...any) error {
+	return &optionError{fmt.Sprintf(format, args...)}
+}
+
+// Validate applies opts to the defaults and returns the errors of the
+// options themselves (not those New finds by combining them, such as a
+// missing key source or algorithm). cmd/agent checks each flag with it.
+func Validate(opts ...Option) error {
+	_, err := newConfig(opts)
+	return err
+}
+
+// verifyOption passes o on to the verifier (see jwtverify.New).
+func verifyOption(o jwtverify.Option) Option {
+	return func(c *config) error {
+		c.verify = append(c.verify, o)
+		return nil
+	}
+}
 
 // WithLogger sets where the agent logs (connections, resets, staleness,
-// JWKS refreshes). Default: nothing is logged.
+// JWKS refreshes). Default: nothing is logged. nil is an error.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
-		if l != nil {
-			c.logger = l
-		}
+	return func(c *config) error {
+		c.logger = l
+		c.verify = append(c.verify, jwtverify.WithLogger(l)) // nil: an error
+		return nil
 	}
 }
 
 // WithHTTPClient sets the HTTP client used for the event stream and the
 // JWKS, for example one with a custom TLS configuration. It must have no
 // overall Timeout, which would cut the stream; the default client bounds the
-// dial, TLS handshake and response headers instead.
+// dial, TLS handshake and response headers instead. nil is an error.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(c *config) {
-		if hc != nil {
-			c.httpClient = hc
-		}
+	return func(c *config) error {
+		c.httpClient = hc
+		c.verify = append(c.verify, jwtverify.WithHTTPClient(hc)) // nil: an error
+		return nil
 	}
 }
 
 // WithRequestHook lets the caller change every request to the broadcaster
 // before it is sent (for example to add a freshly minted credential).
 func WithRequestHook(f func(*http.Request)) Option {
-	return func(c *config) { c.requestHook = f }
+	return func(c *config) error {
+		c.requestHook = f
+		return nil
+	}
 }
 
 // WithBearerToken sends "Authorization: Bearer <token>" to the broadcaster.
 func WithBearerToken(token string) Option {
-	return func(c *config) { c.bearer = token }
+	return func(c *config) error {
+		c.bearer = token
+		return nil
+	}
 }
 
 // WithAlgorithms sets the JWS algorithms accepted (required): any of HS256,
@@ -149,52 +184,33 @@ func WithBearerToken(token string) Option {
 // ES512 and EdDSA. "none" is always refused. HS* needs WithHMACSecret; the
 // others need a public key of their kind or a JWKS.
 func WithAlgorithms(algs ...string) Option {
-	return func(c *config) { c.algs = append(c.algs, algs...) }
+	return verifyOption(jwtverify.WithAlgorithms(algs...))
 }
 
 // WithPublicKeys adds trusted public keys: *rsa.PublicKey,
 // *ecdsa.PublicKey or ed25519.PublicKey. They verify tokens whatever
 // their kid.
 func WithPublicKeys(keys ...crypto.PublicKey) Option {
-	return func(c *config) { c.keys = append(c.keys, keys...) }
+	return verifyOption(jwtverify.WithPublicKeys(keys...))
 }
 
 // WithPublicKeyPEM adds the public keys in PEM data: PUBLIC KEY (PKIX:
 // RSA, ECDSA, Ed25519), RSA PUBLIC KEY (PKCS #1) and CERTIFICATE blocks.
 // An error (New returns it) for data without any, or with a private key.
 func WithPublicKeyPEM(data []byte) Option {
-	return func(c *config) {
-		keys, err := ParsePublicKeysPEM(data)
-		if err != nil {
-			c.keyErrs = append(c.keyErrs, err)
-			return
-		}
-		c.keys = append(c.keys, keys...)
-	}
+	return verifyOption(jwtverify.WithPublicKeyPEM(data))
 }
 
 // WithPublicKeyFile adds the public keys in a PEM file (see
 // WithPublicKeyPEM).
 func WithPublicKeyFile(path string) Option {
-	return func(c *config) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			c.keyErrs = append(c.keyErrs, errorf("public key file: %v", err))
-			return
-		}
-		keys, err := ParsePublicKeysPEM(data)
-		if err != nil {
-			c.keyErrs = append(c.keyErrs, errorf("public key file %s: %v", path, err))
-			return
-		}
-		c.keys = append(c.keys, keys...)
-	}
+	return verifyOption(jwtverify.WithPublicKeyFile(path))
 }
 
 // WithHMACSecret sets the secret of HS256/HS384/HS512 tokens: at least
-// MinHMACSecretLength bytes.
+// MinHMACSecretLength bytes, or New returns an error.
 func WithHMACSecret(secret []byte) Option {
-	return func(c *config) { c.hmacSecret = slices.Clone(secret) }
+	return verifyOption(jwtverify.WithHMACSecret(secret))
 }
 
 // WithJWKS verifies tokens with the keys of a JSON Web Key Set, selected by
@@ -204,33 +220,32 @@ func WithHMACSecret(secret []byte) Option {
 // and triggers a rate-limited refresh, so a rotated-in key is accepted
 // shortly after its first token is seen.
 func WithJWKS(url string) Option {
-	return func(c *config) { c.jwksURL = url }
+	return func(c *config) error {
+		c.jwksURL = url
+		c.verify = append(c.verify, jwtverify.WithJWKS(url))
+		return nil
+	}
 }
 
 // WithJWKSRefresh sets the periodic JWKS refresh interval and the shortest
 // time between two fetches (which bounds the fetches that tokens with
-// unknown kids can cause). Non-positive values keep the defaults.
+// unknown kids can cause). Both must be positive and minInterval at most
+// interval, or New returns an error (they used to fall back to the
+// defaults silently).
 func WithJWKSRefresh(interval, minInterval time.Duration) Option {
-	return func(c *config) {
-		if interval > 0 {
-			c.jwksInterval = interval
-		}
-		if minInterval > 0 {
-			c.jwksMin = minInterval
-		}
-	}
+	return verifyOption(jwtverify.WithJWKSRefresh(interval, minInterval))
 }
 
 // WithIssuers sets the accepted iss values; a token must carry one of them.
 // Without it, any issuer is accepted.
 func WithIssuers(iss ...string) Option {
-	return func(c *config) { c.issuers = append(c.issuers, iss...) }
+	return verifyOption(jwtverify.WithIssuers(iss...))
 }
 
 // WithAudiences sets the accepted aud values; a token's aud must contain at
 // least one of them. Without it, aud is not checked.
 func WithAudiences(aud ...string) Option {
-	return func(c *config) { c.audiences = append(c.audiences, aud...) }
+	return verifyOption(jwtverify.WithAudiences(aud...))
 }
 
 // WithLeeway sets the clock skew allowed for exp, nbf and iat (default
@@ -240,12 +255,16 @@ func WithAudiences(aud ...string) Option {
 // never forgotten by the denylist first, and an agent started later, which
 // receives revocations until expires_at + G, decides alike. The leeway must
 // stay below G: Run returns ErrLeewayExceedsGrace when the broadcaster
-// announces a G that does not cover it.
+// announces a G that does not cover it. 0 allows no skew; a negative
+// leeway is an error (it used to be ignored).
 func WithLeeway(d time.Duration) Option {
-	return func(c *config) {
-		if d >= 0 {
-			c.leeway = d
+	return func(c *config) error {
+		if err := jwtverify.Validate(jwtverify.WithLeeway(d)); err != nil {
+			return err
 		}
+		c.leeway = d
+		c.verify = append(c.verify, jwtverify.WithLeeway(d))
+		return nil
 	}
 }
 
@@ -254,73 +273,103 @@ func WithLeeway(d time.Duration) Option {
 // issued before a time) denies them as long as it lives, since nothing shows
 // they were issued after it.
 func WithRequireIssuedAt(require bool) Option {
-	return func(c *config) { c.requireIAT = require }
+	return verifyOption(jwtverify.WithRequireIssuedAt(require))
 }
 
 // WithMaxStaleness sets how long the stream may be silent before the agent
-// is stale (default DefaultMaxStaleness). It must exceed the broadcaster's
+// is stale (default DefaultMaxStaleness). It must be at least
+// MinMaxStaleness (an error otherwise) and should exceed the broadcaster's
 // heartbeat interval. The stream connection is also dropped and retried
 // after this long without a byte.
 func WithMaxStaleness(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.maxStaleness = d
+	return func(c *config) error {
+		if d < MinMaxStaleness {
+			return optionErr("max staleness %v: at least %v (and above the broadcaster's heartbeat)", d, MinMaxStaleness)
 		}
+		c.maxStaleness = d
+		return nil
 	}
 }
 
-// WithStalePolicy sets what Check does while stale (default StaleClosed).
+// WithStalePolicy sets what Check does while stale (default StaleClosed);
+// a value other than StaleClosed and StaleOpen is an error.
 func WithStalePolicy(p StalePolicy) Option {
-	return func(c *config) { c.stalePolicy = p }
+	return func(c *config) error {
+		if p != StaleClosed && p != StaleOpen {
+			return optionErr("stale policy %d: want StaleClosed or StaleOpen", int(p))
+		}
+		c.stalePolicy = p
+		return nil
+	}
 }
 
 // WithDenylistCapacity sets how many revocations are kept exactly; more
 // spill into a compact tier that still denies them (see cache.Denylist).
-// Default cache.DefaultCapacity.
+// Default cache.DefaultCapacity; n below 1 is an error (the denylist
+// cannot be disabled).
 func WithDenylistCapacity(n int) Option {
-	return func(c *config) { c.denyCapacity = n }
+	return func(c *config) error {
+		if n < 1 {
+			return optionErr("denylist capacity %d: at least 1", n)
+		}
+		c.denyCapacity = n
+		return nil
+	}
 }
 
 // WithVerifiedCacheCapacity sets how many verified tokens are remembered so
 // that a repeated token skips signature verification (default
-// cache.DefaultVerifiedCapacity). A negative n disables the cache: every
-// check verifies the signature.
+// cache.DefaultVerifiedCapacity). 0 disables the cache: every check
+// verifies the signature. A negative n is an error (it used to mean
+// "disabled" while 0 meant "the default").
 func WithVerifiedCacheCapacity(n int) Option {
-	return func(c *config) { c.cacheCapacity = n }
+	return func(c *config) error {
+		if n < 0 {
+			return optionErr("verified-token cache capacity %d: 0 disables it, negative values are not accepted", n)
+		}
+		c.cacheCapacity = n
+		return nil
+	}
 }
 
 // WithClock sets the clock used for token times, revocation expiry and
-// staleness. Default time.Now.
+// staleness. Default time.Now; nil is an error.
 func WithClock(now func() time.Time) Option {
-	return func(c *config) {
-		if now != nil {
-			c.now = now
+	return func(c *config) error {
+		if err := jwtverify.Validate(jwtverify.WithClock(now)); err != nil {
+			return err
 		}
+		c.now = now
+		c.verify = append(c.verify, jwtverify.WithClock(now))
+		return nil
 	}
 }
 
 // WithSweepInterval sets how often expired revocations are dropped from
-// memory (default DefaultSweepInterval).
+// memory (default DefaultSweepInterval); it must be positive.
 func WithSweepInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.sweepInterval = d
+	return func(c *config) error {
+		if d <= 0 {
+			return optionErr("sweep interval %v: must be positive", d)
 		}
+		c.sweepInterval = d
+		return nil
 	}
 }
 
 // WithReconnectBackoff sets the first reconnection delay (used until the
-// broadcaster advertises its own with "retry:") and the cap of the
-// exponential backoff (default DefaultMaxBackoff). Non-positive values keep
-// the defaults.
+// broadcaster advertises its own with "retry:", default 1s) and the cap of
+// the exponential backoff (default DefaultMaxBackoff). Both must be
+// positive, an error otherwise. Every delay is further capped at a quarter
+// of the maximum staleness, so reconnection alone never makes the agent
+// stale.
 func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
-	return func(c *config) {
-		if initial > 0 {
-			c.initBackoff = initial
+	return func(c *config) error {
+		if initial <= 0 || maxDelay <= 0 {
+			return optionErr("reconnect backoff %v, %v: both must be positive", initial, maxDelay)
 		}
-		if maxDelay > 0 {
-			c.maxBackoff = maxDelay
-		}
+		c.initBackoff, c.maxBackoff = initial, maxDelay
+		return nil
 	}
 }
 
@@ -330,9 +379,17 @@ func WithReconnectBackoff(initial, maxDelay time.Duration) Option {
 // so a longer-lived token would outlive the revocations meant for it. L is
 // what the broadcaster announces in its synced event
 // (events.DefaultMaxTokenLifetime until then, or from a broadcaster that
-// announces none); this option can only lower it. Zero or less: no lowering.
+// announces none); this option can only lower it. 0 (the default) keeps
+// the broadcaster's L; a negative d, or one below a second (L counts whole
+// seconds), is an error.
 func WithMaxTokenLifetime(d time.Duration) Option {
-	return func(c *config) { c.maxLifetime = d }
+	return func(c *config) error {
+		if d < 0 || (d > 0 && d < time.Second) {
+			return optionErr("max token lifetime %v: 0 (the broadcaster's) or at least 1s", d)
+		}
+		c.maxLifetime = d
+		return nil
+	}
 }
 
 // reconnectBackoff is the first reconnection delay and the cap of every

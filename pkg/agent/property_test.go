@@ -426,7 +426,7 @@ func (c *propAgent) build(t *testing.T, pool []*propKey, js *jwksServer) *Agent 
 	data, _ := json.Marshal(events.Synced{Head: "1-0", MaxTokenLifetime: int64(c.lifetime / time.Second)})
 	feed(t, a, sse.Event{Type: events.TypeSynced, Data: data})
 	if c.hasJWKS {
-		if err := a.verifier.jwks.fetch(context.Background()); err != nil {
+		if err := a.verifier.Refresh(context.Background()); err != nil {
 			t.Fatalf("JWKS: %v", err)
 		}
 	}

@@ -40,18 +40,27 @@ const maxName = 128
 
 // WithName names the agent to the broadcaster (GET /v1/agents lists it;
 // revoke --wait waits for it). A name is 1 to 128 printable characters
-// without ';'. Without a name the agent neither names itself nor reports.
+// without ';' (an error otherwise); "" is no name. Without a name the agent
+// neither names itself nor reports.
 func WithName(name string) Option {
-	return func(c *config) { c.name = name }
+	return func(c *config) error {
+		if err := checkName(name); err != nil {
+			return err
+		}
+		c.name = name
+		return nil
+	}
 }
 
 // WithReportInterval sets the shortest time between two reports of the
-// applied position (default DefaultReportInterval).
+// applied position (default DefaultReportInterval); it must be positive.
 func WithReportInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.reportInterval = d
+	return func(c *config) error {
+		if d <= 0 {
+			return optionErr("report interval %v: must be positive", d)
 		}
+		c.reportInterval = d
+		return nil
 	}
 }
 
@@ -60,7 +69,7 @@ func checkName(name string) error {
 		return nil
 	}
 	if len(name) > maxName || strings.ContainsFunc(name, func(r rune) bool { return r == ';' || !unicode.IsPrint(r) }) {
-		return errorf("name %q: want 1 to %d printable characters without ';'", name, maxName)
+		return optionErr("name %q: want 1 to %d printable characters without ';'", name, maxName)
 	}
 	return nil
 }

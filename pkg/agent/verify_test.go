@@ -23,6 +23,7 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/jwtverify"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -373,7 +374,7 @@ func TestZeroAllocRepeat(t *testing.T) {
 }
 
 func TestVerifiedCacheDisabled(t *testing.T) {
-	a := syncedAgent(t, append(rsaOpts(t), WithVerifiedCacheCapacity(-1))...)
+	a := syncedAgent(t, append(rsaOpts(t), WithVerifiedCacheCapacity(0))...)
 	tok := rs256(t, claims("alice", "nocache"), "")
 	for range 2 {
 		if err := checkErr(a, tok); err != nil {
@@ -506,7 +507,7 @@ func TestJWKSUnknownKid(t *testing.T) {
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Fatalf("Check with an unknown kid took %v: it waited on the network", d)
 	}
-	if !errors.Is(err, ErrInvalid) || !errors.Is(err, errUnknownKID) {
+	if !errors.Is(err, ErrInvalid) || !errors.Is(err, jwtverify.ErrUnknownKID) {
 		t.Fatalf("unknown kid: %v", err)
 	}
 	testutil.Eventually(t, time.Minute, "a background JWKS request", func() bool { return js.requests.Load() > before })

@@ -1,16 +1,13 @@
-package agent
+package jwtverify
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 )
-
-var errRepeatedMember = errors.New("a member name is repeated")
 
 // checkUnambiguous refuses a token whose header or payload repeats a member
 // name, at any depth. JSON leaves the meaning of {"sub":"a","sub":"b"} to
@@ -76,7 +73,7 @@ func repeatedMember(data []byte) error {
 			if n := len(stack); n > 0 && stack[n-1].wantKey {
 				f := &stack[n-1]
 				if _, dup := f.names[v]; dup {
-					return errRepeatedMember // the name is the sender's text: not echoed
+					return ErrRepeatedMember // the name is the sender's text: not echoed
 				}
 				f.names[v] = struct{}{}
 				f.wantKey = false

@@ -1,4 +1,4 @@
-package agent
+package jwtverify
 
 import (
 	"context"
@@ -57,7 +57,7 @@ type jwksSnapshot struct {
 }
 
 // newJWKSSnapshot keeps the JWKs that meet the rules of PEM keys (see
-// checkKey), with "use" absent or "sig" and an "alg", when given, that is
+// CheckKey), with "use" absent or "sig" and an "alg", when given, that is
 // known and fits the key; it logs each key it keeps with its thumbprint and
 // each it skips with the reason.
 func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
@@ -69,7 +69,7 @@ func newJWKSSnapshot(jwks []jwkset.JWK, log *slog.Logger) *jwksSnapshot {
 			log.Warn("JWKS key skipped", "kid", m.KID, "kty", string(m.KTY), "reason", err)
 			continue
 		}
-		log.Info("JWKS key loaded", "kid", m.KID, "type", keyType(k.key), "alg", k.alg, "thumbprint", k.thumbprint)
+		log.Info("JWKS key loaded", "kid", m.KID, "type", KeyType(k.key), "alg", k.alg, "thumbprint", k.thumbprint)
 		snap.all = append(snap.all, k)
 		if m.KID != "" {
 			snap.byKid[m.KID] = append(snap.byKid[m.KID], k)
@@ -85,13 +85,13 @@ func jwkVerifyKey(key any, m jwkset.JWKMarshal) (*verifyKey, error) {
 	if m.USE != "" && m.USE != jwkset.UseSig {
 		return nil, fmt.Errorf("use %q: only signature keys verify tokens", string(m.USE))
 	}
-	switch key.(type) {
+	switch k := key.(type) {
 	case []byte:
 		return nil, errors.New("symmetric keys do not belong in a published key set")
 	case crypto.Signer: // a private JWK: its public half
-		key = key.(crypto.Signer).Public()
+		key = k.Public()
 	}
-	if err := checkKey(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return nil, err
 	}
 	alg := string(m.ALG)
@@ -105,16 +105,16 @@ func jwkVerifyKey(key any, m jwkset.JWKMarshal) (*verifyKey, error) {
 	return k, nil
 }
 
-func newJWKSSource(c *config, log *slog.Logger, onChange func()) *jwksSource {
+func newJWKSSource(c *config) *jwksSource {
 	return &jwksSource{
 		url:      c.jwksURL,
 		client:   c.httpClient,
-		log:      log.With("jwks", c.jwksURL),
+		log:      c.logger.With("jwks", c.jwksURL),
 		interval: c.jwksInterval,
 		minGap:   c.jwksMin,
 		timeout:  c.jwksTimeout,
 		now:      time.Now, // rate limiting is about real time, not the token clock
-		onChange: onChange,
+		onChange: c.onKeySet,
 		trigger:  make(chan struct{}, 1),
 	}
 }
