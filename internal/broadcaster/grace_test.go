@@ -10,6 +10,7 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // fullState reads a fresh subscriber's replay up to synced: what an agent
@@ -102,7 +103,13 @@ func TestExpiryGrace(t *testing.T) {
 	lift := do(t, "DELETE", base+"/v1/revocations/"+short.Key, "")
 	var la liftAnswer
 	lift.decode(t, &la)
-	rec, err := s.store.GetSeq(context.Background(), la.Seq)
+	getter, ok := s.store.(interface {
+		GetSeq(context.Context, uint64) (eventlog.Record, error)
+	})
+	if !ok {
+		t.Fatalf("the log %T cannot read a message by sequence", s.store)
+	}
+	rec, err := getter.GetSeq(context.Background(), la.Seq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	policy  events.Policy
 	metrics *metrics
 
-	store   *natslog.Log
+	store   eventlog.Log
 	hub     *hub.Hub
 	fleet   *fleet // the agents and what they applied
 	auth    *auth.Authenticator
@@ -217,7 +218,7 @@ func (s *Server) Start(ctx context.Context) error {
 // and the sweeper and switches the HTTP server to the full API.
 func (s *Server) open() {
 	defer s.wg.Done()
-	if err := s.store.EnsureStream(s.background); err != nil {
+	if err := s.store.Open(s.background); err != nil {
 		if s.background.Err() == nil {
 			s.log.Error("revocation log unavailable", "err", err)
 		}
@@ -333,7 +334,7 @@ func (s *Server) follow() {
 		}
 		before := s.store.Epoch()
 		if changed, cerr := s.store.EpochChanged(s.background); cerr == nil && changed {
-			if err := s.store.EnsureStream(s.background); err != nil {
+			if err := s.store.Open(s.background); err != nil {
 				continue
 			}
 			s.log.Warn("the stream is a new instance: subscribers will be told to reset",
@@ -345,7 +346,7 @@ func (s *Server) follow() {
 			backoff = 100 * time.Millisecond
 			continue
 		}
-		if errors.Is(err, natslog.ErrStalled) {
+		if errors.Is(err, eventlog.ErrStalled) {
 			s.log.Warn("the consumer stalled; following again", "from", from)
 			continue
 		}
@@ -394,7 +395,7 @@ func (s *Server) restartFollow(why string) {
 	s.stopFollow()
 }
 
-func (s *Server) apply(rec natslog.Record) error {
+func (s *Server) apply(rec eventlog.Record) error {
 	ev := hub.Event{Seq: rec.Seq, Type: rec.Type, Key: rec.Key, Data: rec.Data, Expires: rec.Expires}
 	if err := s.hub.Apply(ev); err != nil {
 		s.log.Error("cannot fan out event", "seq", rec.Seq, "err", err)
