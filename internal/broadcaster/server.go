@@ -150,14 +150,21 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startPprof(s.cfg.PprofAddr); err != nil {
 		return err
 	}
-	store, err := natslog.Connect(s.cfg.NATS)
-	if err != nil {
-		return fmt.Errorf("open revocation log: %w", err)
+	store := s.cfg.Log
+	if store == nil {
+		js, err := natslog.Connect(s.cfg.NATS)
+		if err != nil {
+			return fmt.Errorf("open revocation log: %w", err)
+		}
+		store = js
 	}
 	ln := s.cfg.Listener
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
-			store.Close()
+			if s.cfg.Log == nil {
+				store.Close()
+			}
 			return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
@@ -197,7 +204,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go s.open()
 	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "scheme", scheme,
-		"nats", natsMode(s.cfg.NATS), "data", s.cfg.DataDir)
+		"log", s.logMode(), "data", s.cfg.DataDir)
 	switch {
 	case s.auth.Enabled():
 		s.log.Info("credentials required", "public_events", s.cfg.PublicEvents)
@@ -294,6 +301,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, "the revocation log is not available yet; retry shortly", "")
 	}
+}
+
+// logMode names the log in the startup line: the JetStream log's mode, or
+// the type of a log given in Config.Log.
+func (s *Server) logMode() string {
+	if s.cfg.Log != nil {
+		return fmt.Sprintf("%T", s.cfg.Log)
+	}
+	return natsMode(s.cfg.NATS)
 }
 
 func natsMode(c natslog.Config) string {
