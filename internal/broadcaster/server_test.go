@@ -21,6 +21,7 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/memlog"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -30,6 +31,7 @@ type backend int
 const (
 	embeddedNATS backend = iota // a NATS server in the broadcaster (the default)
 	externalNATS                // a NATS server of its own, as in production clusters
+	memoryLog                   // memlog: no NATS at all
 )
 
 // startServer runs a broadcaster on 127.0.0.1:0 with a fresh embedded NATS.
@@ -42,8 +44,11 @@ func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
 func (b backend) start(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second, Logger: testLogger(t)}
-	if b == externalNATS {
+	switch b {
+	case externalNATS:
 		cfg.NATS.URLs = []string{testutil.StartNATS(t).URL}
+	case memoryLog:
+		cfg.Log = memlog.New(memlog.Config{})
 	}
 	if mod != nil {
 		mod(&cfg)
