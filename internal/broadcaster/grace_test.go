@@ -47,7 +47,7 @@ func fullState(t *testing.T, base string) (map[string]events.Revocation, events.
 // expires_at by G too. The synced event tells agents L and G.
 func TestExpiryGrace(t *testing.T) {
 	dir := t.TempDir()
-	s, base := startServer(t, func(c *Config) { c.DataDir = dir })
+	s, base := embeddedNATS.start(t, func(c *Config) { c.DataDir = dir }) // restarts on the same data
 	grace := events.DefaultExpiryGrace
 	now := time.Now()
 	at := func(d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
@@ -137,6 +137,6 @@ func TestExpiryGrace(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, base = startServer(t, func(c *Config) { c.DataDir = dir })
+	_, base = embeddedNATS.start(t, func(c *Config) { c.DataDir = dir })
 	t.Run("after a restart", func(t *testing.T) { check(t, base) })
 }

@@ -37,21 +37,22 @@ const (
 // startServer runs a broadcaster on 127.0.0.1:0 with a fresh embedded NATS.
 func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
-	return embeddedNATS.start(t, mod)
+	return memoryLog.start(t, mod)
 }
 
 // start runs a broadcaster on 127.0.0.1:0 whose log is on b, fresh.
 func (b backend) start(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second, Logger: testLogger(t)}
-	switch b {
-	case externalNATS:
+	if b == externalNATS {
 		cfg.NATS.URLs = []string{testutil.StartNATS(t).URL}
-	case memoryLog:
-		cfg.Log = memlog.New(memlog.Config{})
 	}
 	if mod != nil {
 		mod(&cfg)
+	}
+	// a test that configures NATS gets NATS
+	if b == memoryLog && len(cfg.NATS.URLs) == 0 && cfg.Log == nil {
+		cfg.Log = memlog.New(memlog.Config{ExpiryGrace: cfg.ExpiryGrace})
 	}
 	s, err := New(cfg)
 	if err != nil {
