@@ -22,7 +22,7 @@ import (
 
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/pkg/events"
-	"github.com/revocast/revocast/pkg/events/natslog"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // Defaults of the receipts.
@@ -132,7 +132,7 @@ func newFleet(node string, staleness, retention time.Duration) *fleet {
 }
 
 // validInstance: 1 to 64 letters, digits, '-' or '_'.
-func validInstance(id string) bool { return len(id) <= 64 && natslog.ValidPositionKey(id) }
+func validInstance(id string) bool { return len(id) <= 64 && eventlog.ValidPositionKey(id) }
 
 // reportKeyPrefix prefixes the bucket key of a report that reached a node
 // other than the one the agent streams from (behind a load balancer the

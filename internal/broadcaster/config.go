@@ -11,6 +11,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
@@ -49,6 +50,10 @@ type Config struct {
 	// The log: embedded NATS under DataDir unless NATS.URLs is set.
 	DataDir string
 	NATS    natslog.Config
+	// Log, when set, is the log to use instead of the JetStream log that
+	// NATS describes (for instance a memlog in tests). The server closes
+	// it on Shutdown; when Start fails, the caller closes it.
+	Log eventlog.Log
 
 	MaxTokenLifetime time.Duration
 	// ExpiryGrace is G: how long past its expires_at a revocation stays in

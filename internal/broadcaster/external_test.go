@@ -19,16 +19,27 @@ import (
 // TestSuiteOnExternalNATS runs the broadcaster's main tests again with the
 // log in a NATS deployment of its own instead of the embedded server.
 func TestSuiteOnExternalNATS(t *testing.T) {
-	for name, test := range map[string]func(*testing.T, backend){
-		"PostThenSubscribe":      testPostThenSubscribe,
-		"Resume":                 testResume,
-		"LiftReplaceAndExpiry":   testLiftReplaceAndExpiry,
-		"IdempotencyAndBadInput": testIdempotencyAndBadInput,
-		"Batch":                  testBatch,
-		"RoleMatrix":             testRoleMatrix,
-	} {
+	for name, test := range suite {
 		t.Run(name, func(t *testing.T) { test(t, externalNATS) })
 	}
+}
+
+// TestSuiteOnMemoryLog runs them with the log in memory (memlog): the
+// broadcaster relies only on eventlog.Log.
+func TestSuiteOnMemoryLog(t *testing.T) {
+	for name, test := range suite {
+		t.Run(name, func(t *testing.T) { test(t, memoryLog) })
+	}
+}
+
+// suite is the broadcaster's main tests, by backend.
+var suite = map[string]func(*testing.T, backend){
+	"PostThenSubscribe":      testPostThenSubscribe,
+	"Resume":                 testResume,
+	"LiftReplaceAndExpiry":   testLiftReplaceAndExpiry,
+	"IdempotencyAndBadInput": testIdempotencyAndBadInput,
+	"Batch":                  testBatch,
+	"RoleMatrix":             testRoleMatrix,
 }
 
 // TestExternalNATS runs the broadcaster against a NATS deployment of its

@@ -10,6 +10,7 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // fullState reads a fresh subscriber's replay up to synced: what an agent
@@ -46,7 +47,7 @@ func fullState(t *testing.T, base string) (map[string]events.Revocation, events.
 // expires_at by G too. The synced event tells agents L and G.
 func TestExpiryGrace(t *testing.T) {
 	dir := t.TempDir()
-	s, base := startServer(t, func(c *Config) { c.DataDir = dir })
+	s, base := embeddedNATS.start(t, func(c *Config) { c.DataDir = dir }) // restarts on the same data
 	grace := events.DefaultExpiryGrace
 	now := time.Now()
 	at := func(d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
@@ -102,7 +103,13 @@ func TestExpiryGrace(t *testing.T) {
 	lift := do(t, "DELETE", base+"/v1/revocations/"+short.Key, "")
 	var la liftAnswer
 	lift.decode(t, &la)
-	rec, err := s.store.GetSeq(context.Background(), la.Seq)
+	getter, ok := s.store.(interface {
+		GetSeq(context.Context, uint64) (eventlog.Record, error)
+	})
+	if !ok {
+		t.Fatalf("the log %T cannot read a message by sequence", s.store)
+	}
+	rec, err := getter.GetSeq(context.Background(), la.Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +137,6 @@ func TestExpiryGrace(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, base = startServer(t, func(c *Config) { c.DataDir = dir })
+	_, base = embeddedNATS.start(t, func(c *Config) { c.DataDir = dir })
 	t.Run("after a restart", func(t *testing.T) { check(t, base) })
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
-	"github.com/revocast/revocast/pkg/events/natslog"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // applyWait bounds how long a write waits for this node's mirror to show it
@@ -138,11 +138,11 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 // never answered 2xx unless it is stored.
 //
 // The record is the log itself, so that a retry may reach any node: the
-// key becomes the Nats-Msg-Id of the request's first message
-// (natslog.RequestID), which JetStream stores at most once per duplicate
+// key becomes the message ID of the request's first message
+// (eventlog.RequestID), which the log stores at most once per duplicate
 // window, and every message of the request carries the request's
-// fingerprint (natslog.RequestFingerprint), which a duplicate is checked
-// against (natslog.Request). After the duplicate window (2 minutes) the key
+// fingerprint (eventlog.RequestFingerprint), which a duplicate is checked
+// against (eventlog.Request). After the duplicate window (2 minutes) the key
 // is forgotten and a request with it is new.
 
 // Operations: the namespaces of a request's fingerprint.
@@ -173,20 +173,20 @@ func idempotencyKey(r *http.Request) (string, bool) {
 
 // logRequest is the log's view of a client request with the Idempotency-Key
 // key ("": none) of caller p.
-func logRequest(p auth.Principal, key, op string, content ...[]byte) natslog.Request {
+func logRequest(p auth.Principal, key, op string, content ...[]byte) eventlog.Request {
 	if key == "" {
-		return natslog.Request{}
+		return eventlog.Request{}
 	}
-	return natslog.Request{
-		ID:          natslog.RequestID(p.Kind, p.Name, key),
-		Fingerprint: natslog.RequestFingerprint(op, content...),
+	return eventlog.Request{
+		ID:          eventlog.RequestID(p.Kind, p.Name, key),
+		Fingerprint: eventlog.RequestFingerprint(op, content...),
 	}
 }
 
-// conflict answers a reused Idempotency-Key (natslog.ErrConflict).
+// conflict answers a reused Idempotency-Key (eventlog.ErrConflict).
 func (s *Server) conflict(w http.ResponseWriter, r *http.Request, err error) {
 	msg := "Idempotency-Key was already used for a different request"
-	var ce *natslog.ConflictError
+	var ce *eventlog.ConflictError
 	if errors.As(err, &ce) {
 		msg = ce.Reason
 	}
@@ -271,7 +271,7 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request) {
 	// the request as decoded, before the server's defaults: the same
 	// request posted again has the same fingerprint, however its JSON is
 	// spelled
-	var req natslog.Request
+	var req eventlog.Request
 	if idem != "" {
 		op, content := opRevoke, any(&revs[0])
 		if batch {
@@ -313,7 +313,7 @@ func (s *Server) rejectInvalid(w http.ResponseWriter, r *http.Request, err error
 	s.reject(w, r, http.StatusBadRequest, "invalid", err.Error(), "")
 }
 
-func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, req natslog.Request, start time.Time) {
+func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Revocation, req eventlog.Request, start time.Time) {
 	// Stored until expires_at + G: agents accept a token up to their
 	// leeway (below G) past its exp, and enforce revocations as long.
 	if rev.Expired(time.Now(), s.cfg.ExpiryGrace) {
@@ -323,7 +323,7 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 		return
 	}
 	p, err := s.store.PublishRequest(r.Context(), rev, req)
-	if errors.Is(err, natslog.ErrConflict) {
+	if errors.Is(err, eventlog.ErrConflict) {
 		s.conflict(w, r, err)
 		return
 	}
@@ -397,8 +397,8 @@ func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, err error) 
 // follow, pipelined, under IDs derived from the request's ID, the sequence
 // of that first message (the same for every retry of the request within
 // the duplicate window, and for no other request) and their index.
-func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, req natslog.Request, start time.Time) {
-	results := make([]*natslog.ItemResult, len(revs)) // nil: expired
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events.Revocation, req eventlog.Request, start time.Time) {
+	results := make([]*eventlog.ItemResult, len(revs)) // nil: expired
 	now := time.Now()
 	var pending []int // the items still to publish
 	for i := range revs {
@@ -412,14 +412,14 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 		first.Item = pending[0]
 		p, err := s.store.PublishRequest(r.Context(), &revs[pending[0]], first)
 		switch {
-		case errors.Is(err, natslog.ErrConflict):
+		case errors.Is(err, eventlog.ErrConflict):
 			s.conflict(w, r, err)
 			return
 		case err != nil:
 			// nothing of this request is known to be stored
 			for _, i := range pending {
 				stored, _ := events.MarshalStored(&revs[i])
-				results[i] = &natslog.ItemResult{Published: natslog.Published{Stored: stored}, Err: err}
+				results[i] = &eventlog.ItemResult{Published: eventlog.Published{Stored: stored}, Err: err}
 			}
 			pending = nil
 		default:
@@ -427,19 +427,19 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 			if p.Duplicate && p.Item >= 0 && p.Item < len(revs) {
 				owner = p.Item // the first attempt's first item
 			}
-			results[owner] = &natslog.ItemResult{Published: p}
+			results[owner] = &eventlog.ItemResult{Published: p}
 			pending = slices.DeleteFunc(pending, func(i int) bool { return i == owner })
 			idPrefix = req.ID + "/" + strconv.FormatUint(p.Seq, 10) + "/"
 		}
 	}
-	items := make([]natslog.Item, len(pending))
+	items := make([]eventlog.Item, len(pending))
 	for k, i := range pending {
 		// Without an Idempotency-Key the items get no message ID: a retry
 		// of the whole batch stores its items again anyway, and storing a
 		// revocation twice replaces it with itself (one subject per key).
-		items[k] = natslog.Item{Revocation: &revs[i]}
+		items[k] = eventlog.Item{Revocation: &revs[i]}
 		if idPrefix != "" {
-			items[k].Request = natslog.Request{ID: idPrefix + strconv.Itoa(i), Fingerprint: req.Fingerprint, Item: i}
+			items[k].Request = eventlog.Request{ID: idPrefix + strconv.Itoa(i), Fingerprint: req.Fingerprint, Item: i}
 		}
 	}
 	for k, res := range s.store.PublishBatch(r.Context(), items) {
@@ -613,11 +613,11 @@ func (s *Server) handleLift(w http.ResponseWriter, r *http.Request) {
 	}
 	req := logRequest(principal(r), idem, opLift, []byte(key), []byte(reason))
 	p, err := s.store.LiftRequest(r.Context(), key, actor(r), reason, req)
-	if errors.Is(err, natslog.ErrNotFound) {
+	if errors.Is(err, eventlog.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")
 		return
 	}
-	if errors.Is(err, natslog.ErrConflict) {
+	if errors.Is(err, eventlog.ErrConflict) {
 		s.conflict(w, r, err)
 		return
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
-	"github.com/revocast/revocast/pkg/events/natslog"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // TokenVerifier checks a token posted to POST /v1/revoke: its signature,
@@ -188,7 +188,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	// an Idempotency-Key of its own namespace: the request is the token
 	req := logRequest(caller, idem, opRevokeToken, []byte(token))
 	p, err := s.store.PublishRequest(r.Context(), &rev, req)
-	if errors.Is(err, natslog.ErrConflict) {
+	if errors.Is(err, eventlog.ErrConflict) {
 		s.refuseOAuth(w, r, http.StatusConflict, "idempotency_conflict", "invalid_request", err.Error(), "Idempotency-Key")
 		return
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	policy  events.Policy
 	metrics *metrics
 
-	store   *natslog.Log
+	store   eventlog.Log
 	hub     *hub.Hub
 	fleet   *fleet // the agents and what they applied
 	auth    *auth.Authenticator
@@ -149,14 +150,21 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startPprof(s.cfg.PprofAddr); err != nil {
 		return err
 	}
-	store, err := natslog.Connect(s.cfg.NATS)
-	if err != nil {
-		return fmt.Errorf("open revocation log: %w", err)
+	store := s.cfg.Log
+	if store == nil {
+		js, err := natslog.Connect(s.cfg.NATS)
+		if err != nil {
+			return fmt.Errorf("open revocation log: %w", err)
+		}
+		store = js
 	}
 	ln := s.cfg.Listener
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
-			store.Close()
+			if s.cfg.Log == nil {
+				store.Close()
+			}
 			return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
@@ -196,7 +204,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go s.open()
 	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "scheme", scheme,
-		"nats", natsMode(s.cfg.NATS), "data", s.cfg.DataDir)
+		"log", s.logMode(), "data", s.cfg.DataDir)
 	switch {
 	case s.auth.Enabled():
 		s.log.Info("credentials required", "public_events", s.cfg.PublicEvents)
@@ -217,7 +225,7 @@ func (s *Server) Start(ctx context.Context) error {
 // and the sweeper and switches the HTTP server to the full API.
 func (s *Server) open() {
 	defer s.wg.Done()
-	if err := s.store.EnsureStream(s.background); err != nil {
+	if err := s.store.Open(s.background); err != nil {
 		if s.background.Err() == nil {
 			s.log.Error("revocation log unavailable", "err", err)
 		}
@@ -295,6 +303,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// logMode names the log in the startup line: the JetStream log's mode, or
+// the type of a log given in Config.Log.
+func (s *Server) logMode() string {
+	if s.cfg.Log != nil {
+		return fmt.Sprintf("%T", s.cfg.Log)
+	}
+	return natsMode(s.cfg.NATS)
+}
+
 func natsMode(c natslog.Config) string {
 	if len(c.URLs) > 0 {
 		return "external"
@@ -333,7 +350,7 @@ func (s *Server) follow() {
 		}
 		before := s.store.Epoch()
 		if changed, cerr := s.store.EpochChanged(s.background); cerr == nil && changed {
-			if err := s.store.EnsureStream(s.background); err != nil {
+			if err := s.store.Open(s.background); err != nil {
 				continue
 			}
 			s.log.Warn("the stream is a new instance: subscribers will be told to reset",
@@ -345,7 +362,7 @@ func (s *Server) follow() {
 			backoff = 100 * time.Millisecond
 			continue
 		}
-		if errors.Is(err, natslog.ErrStalled) {
+		if errors.Is(err, eventlog.ErrStalled) {
 			s.log.Warn("the consumer stalled; following again", "from", from)
 			continue
 		}
@@ -394,7 +411,7 @@ func (s *Server) restartFollow(why string) {
 	s.stopFollow()
 }
 
-func (s *Server) apply(rec natslog.Record) error {
+func (s *Server) apply(rec eventlog.Record) error {
 	ev := hub.Event{Seq: rec.Seq, Type: rec.Type, Key: rec.Key, Data: rec.Data, Expires: rec.Expires}
 	if err := s.hub.Apply(ev); err != nil {
 		s.log.Error("cannot fan out event", "seq", rec.Seq, "err", err)

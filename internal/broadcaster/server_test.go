@@ -21,6 +21,7 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/memlog"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -30,12 +31,13 @@ type backend int
 const (
 	embeddedNATS backend = iota // a NATS server in the broadcaster (the default)
 	externalNATS                // a NATS server of its own, as in production clusters
+	memoryLog                   // memlog: no NATS at all
 )
 
 // startServer runs a broadcaster on 127.0.0.1:0 with a fresh embedded NATS.
 func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
-	return embeddedNATS.start(t, mod)
+	return memoryLog.start(t, mod)
 }
 
 // start runs a broadcaster on 127.0.0.1:0 whose log is on b, fresh.
@@ -47,6 +49,10 @@ func (b backend) start(t *testing.T, mod func(*Config)) (*Server, string) {
 	}
 	if mod != nil {
 		mod(&cfg)
+	}
+	// a test that configures NATS gets NATS
+	if b == memoryLog && len(cfg.NATS.URLs) == 0 && cfg.Log == nil {
+		cfg.Log = memlog.New(memlog.Config{ExpiryGrace: cfg.ExpiryGrace})
 	}
 	s, err := New(cfg)
 	if err != nil {

@@ -9,8 +9,10 @@
 // expires; a duplicate window so that a retried publish with the same
 // Idempotency-Key is stored once.
 //
-// cmd/broadcaster is its user: it publishes what operators post and follows
-// the stream with one ordered consumer to feed its in-memory fan-out.
+// A *Log is an eventlog.Log, whose types (Request, Published, Record, …)
+// and errors it re-exports. The broadcaster is its user: it publishes what
+// operators post and follows the stream with one ordered consumer to feed
+// its in-memory fan-out.
 //
 // A *Log is safe for concurrent use.
 package natslog

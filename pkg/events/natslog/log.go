@@ -2,10 +2,6 @@ package natslog
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // Defaults for Config.
@@ -49,25 +46,41 @@ const metadataEpoch = "revocast_epoch"
 // messages after it before Follow gives up on it.
 const stallAfter = 3 * time.Second
 
-// Errors callers test with errors.Is.
+// Errors callers test with errors.Is: those of eventlog.
 var (
-	ErrNotFound = errors.New("no live revocation with this key")
-	// ErrUnavailable means the log could not acknowledge a write in time
-	// (no stream leader, NATS unreachable). Nothing acknowledged was lost; the
-	// write may or may not have been stored, so retry it with the same
-	// idempotency key.
-	ErrUnavailable = errors.New("revocation log unavailable")
-	ErrClosed      = errors.New("revocation log closed")
-	// ErrConflict is matched (errors.Is) by the error of a write whose
-	// idempotency key (Request.ID) was already used within the duplicate
-	// window by a request with another fingerprint, or by one whose
-	// message has since been replaced, lifted or has expired, so that its
-	// answer cannot be given again. Nothing was stored.
-	ErrConflict = errors.New("idempotency key already used")
-	// ErrStalled is returned by Follow when its consumer stopped
-	// delivering although the stream holds messages after the last one it
-	// delivered; follow again from there.
-	ErrStalled = errors.New("consumer stalled")
+	ErrNotFound    = eventlog.ErrNotFound
+	ErrUnavailable = eventlog.ErrUnavailable
+	ErrClosed      = eventlog.ErrClosed
+	ErrConflict    = eventlog.ErrConflict
+	ErrStalled     = eventlog.ErrStalled
+)
+
+// The storage-neutral types of the log are eventlog's.
+type (
+	Published     = eventlog.Published
+	Request       = eventlog.Request
+	ConflictError = eventlog.ConflictError
+	Item          = eventlog.Item
+	ItemResult    = eventlog.ItemResult
+	Record        = eventlog.Record
+	State         = eventlog.State
+)
+
+// Functions of eventlog that callers of natslog use.
+var (
+	RequestID          = eventlog.RequestID
+	RequestFingerprint = eventlog.RequestFingerprint
+	NewIdempotencyKey  = eventlog.NewIdempotencyKey
+)
+
+var (
+	errOtherRequest = eventlog.ErrOtherRequest
+	errGone         = eventlog.ErrGone
+)
+
+var (
+	_ eventlog.Log       = (*Log)(nil)
+	_ eventlog.Positions = (*Positions)(nil)
 )
 
 // Config says where the log lives.
@@ -326,83 +339,6 @@ func (l *Log) Epoch() uint64 {
 
 func (l *Log) subject(key string) string { return l.cfg.SubjectPrefix + "." + key }
 
-// Published is the outcome of one write.
-type Published struct {
-	Seq       uint64
-	Duplicate bool // the idempotency key was seen before: Seq is the original's
-	// Stored is the JSON stored for a revocation (events.MarshalStored):
-	// answers splice the event ID into it (events.AppendWithID) instead
-	// of encoding the revocation again. For a Duplicate of a client
-	// request, it is what the original stored.
-	Stored []byte
-	// Item is, for a Duplicate of a client request, the index in that
-	// request of the revocation the original message stored.
-	Item int
-}
-
-// Request ties a write to the client request it serves, for idempotency.
-//
-// ID becomes the message's Nats-Msg-Id: JetStream stores a message at most
-// once per ID within the duplicate window and answers a second publish with
-// the first one's sequence. The broadcaster derives it from the client's
-// Idempotency-Key and the caller (RequestID), so the key is scoped to the
-// caller, and every message of a request carries the request's
-// Fingerprint. A publish that JetStream reports as a duplicate is then
-// checked against the message it duplicates, read from the stream leader
-// (the stream, not this process, is the record: a retry may reach another
-// node): the same fingerprint gives that message (Published.Duplicate,
-// Stored); another fingerprint, or a message that is no longer stored
-// (replaced, lifted, expired), gives ErrConflict.
-type Request struct {
-	ID          string // "" for a random one (no client key)
-	Fingerprint string // what the client asked (RequestFingerprint)
-	Item        int    // index of this message's revocation in the request
-}
-
-// RequestID derives the message ID of a client's idempotency key: scoped to
-// the caller (the kind of credential and its name), fixed length, safe in
-// a header.
-func RequestID(callerKind, callerName, key string) string {
-	return "idem-" + digest("revocast-idempotency-v1", callerKind, callerName, key)[:40]
-}
-
-// RequestFingerprint identifies what a client request asks: the operation
-// and its canonical content.
-func RequestFingerprint(op string, content ...[]byte) string {
-	parts := make([]string, 0, len(content)+2)
-	parts = append(parts, "revocast-request-v1", op)
-	for _, c := range content {
-		parts = append(parts, string(c))
-	}
-	return digest(parts...)
-}
-
-// digest hashes length-prefixed parts, so that no two lists of parts
-// share their input.
-func digest(parts ...string) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, p := range parts {
-		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
-		h.Write(n[:])
-		h.Write([]byte(p))
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// ConflictError is an ErrConflict with the reason for the client.
-type ConflictError struct{ Reason string }
-
-func (e *ConflictError) Error() string { return e.Reason }
-
-// Is makes errors.Is(err, ErrConflict) true.
-func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
-
-var (
-	errOtherRequest = &ConflictError{Reason: "Idempotency-Key was already used for a different request"}
-	errGone         = &ConflictError{Reason: "Idempotency-Key was already used, and what that request stored has since been replaced, lifted or has expired: its answer cannot be repeated; send a new Idempotency-Key"}
-)
-
 // messageTTL is how long a message must stay in the stream: until expires at,
 // or forever ("never" also survives the stream's MaxAge).
 func messageTTL(expires time.Time, now time.Time) string {
@@ -497,19 +433,7 @@ func (l *Log) leaderGet(ctx context.Context, seq uint64) (*nats.Msg, error) {
 // leavesAt is when a revocation may leave the stream: expires_at + G (zero:
 // never). A lift inherits it (Lift).
 func (l *Log) leavesAt(rev *events.Revocation) time.Time {
-	if rev.ExpiresAt.IsZero() {
-		return time.Time{}
-	}
-	return rev.ExpiresAt.Add(l.cfg.ExpiryGrace)
-}
-
-// NewIdempotencyKey returns a random message ID for writes whose client sent
-// no Idempotency-Key, so that internal retries of an unacknowledged write
-// cannot store it twice.
-func NewIdempotencyKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "revocast-" + hex.EncodeToString(b[:])
+	return eventlog.LeavesAt(rev, l.cfg.ExpiryGrace)
 }
 
 // Publish stores a prepared revocation (Key set, defaults applied, not
@@ -598,23 +522,6 @@ func copyMsg(m *nats.Msg) *nats.Msg {
 	return c
 }
 
-// Item is one entry of a batch.
-type Item struct {
-	Revocation *events.Revocation
-	// Request.ID, when set, makes a retried item be stored once, and a
-	// duplicate is checked against its original (Request). Without it an
-	// item that is retried (its ack was lost) may be stored twice: the
-	// second copy replaces the first (one subject per key), so the live
-	// state is the same, at the cost of an extra event.
-	Request Request
-}
-
-// ItemResult is the outcome of one batch entry.
-type ItemResult struct {
-	Published
-	Err error
-}
-
 // PublishBatch stores many prepared revocations, pipelining the publishes,
 // and returns when every one was acknowledged or failed. results[i] belongs
 // to items[i].
@@ -692,53 +599,6 @@ func (l *Log) batchOriginal(ctx context.Context, seq uint64, req Request, stored
 		p.Stored = stored
 	}
 	return p, err
-}
-
-// Record is one message of the log.
-type Record struct {
-	Seq  uint64
-	Type string // events.TypeRevoke or events.TypeLift
-	// Data is the stored JSON: for a revoke, the revocation without id and
-	// seq (events.MarshalStored); for a lift, who lifted it and when.
-	Data []byte
-	// Revocation is the decoded revocation of a revoke, with Seq but
-	// without ID (the caller formats IDs with the epoch it serves). Get and
-	// GetSeq decode it; Follow leaves it nil: its caller splices Data.
-	Revocation *events.Revocation
-	Key        string
-	// Stored is when JetStream stored the message; Expires when it leaves
-	// the stream (zero: never).
-	Stored  time.Time
-	Expires time.Time
-	// Pending is how many messages the consumer had still to deliver after
-	// this one when it was sent: 0 means caught up.
-	Pending uint64
-}
-
-// Decode returns the revocation of a revoke record, decoding Data when
-// Revocation is not set.
-func (r Record) Decode() (*events.Revocation, error) {
-	if r.Revocation != nil {
-		return r.Revocation, nil
-	}
-	if r.Type != events.TypeRevoke {
-		return nil, fmt.Errorf("message %d is a %s, not a revocation", r.Seq, r.Type)
-	}
-	var rev events.Revocation
-	if err := json.Unmarshal(r.Data, &rev); err != nil {
-		return nil, fmt.Errorf("message %d: decode revocation: %w", r.Seq, err)
-	}
-	rev.Seq = r.Seq
-	return &rev, nil
-}
-
-// liftBody is what a lift message stores: its key, and for the audit trail
-// who lifted it and when.
-type liftBody struct {
-	Key      string      `json:"key"`
-	Actor    string      `json:"actor,omitempty"`
-	LiftedAt events.Time `json:"lifted_at,omitzero"`
-	Reason   string      `json:"reason,omitempty"`
 }
 
 // decodeRecord reads a message's headers; with decode, it also decodes a
@@ -841,7 +701,7 @@ func (l *Log) LiftRequest(ctx context.Context, key, actor, reason string, req Re
 			return Published{}, err
 		}
 		now := time.Now()
-		body, _ := json.Marshal(liftBody{Key: key, Actor: actor, LiftedAt: events.Time{Time: now.UTC()}, Reason: reason})
+		body, _ := json.Marshal(eventlog.LiftBody{Key: key, Actor: actor, LiftedAt: events.Time{Time: now.UTC()}, Reason: reason})
 		m := nats.NewMsg(l.subject(key))
 		m.Data = body
 		m.Header.Set(headerType, events.TypeLift)
@@ -874,14 +734,6 @@ func (l *Log) currentStream() jetstream.Stream {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.stream
-}
-
-// State is the stream's position.
-type State struct {
-	Epoch    uint64
-	FirstSeq uint64
-	LastSeq  uint64
-	Msgs     uint64
 }
 
 // State asks JetStream for the stream's current position.
@@ -1078,3 +930,6 @@ func (l *Log) shutdownServer() {
 	// only once the server no longer writes to the file store
 	l.lock.release()
 }
+
+// Open is EnsureStream (eventlog.Log).
+func (l *Log) Open(ctx context.Context) error { return l.EnsureStream(ctx) }

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/pkg/events/eventlog"
 )
 
 // DefaultPositionsBucket is the key-value bucket that holds what each agent
 // reported, so that every node of a cluster sees every agent.
 const DefaultPositionsBucket = "REVOCAST_AGENTS"
 
-// Positions is a key-value bucket of small records (one per agent
+// Positions (an eventlog.Positions) is a key-value bucket of small records (one per agent
 // instance) that forgets a record ttl after its last write. Every node of
 // a cluster reads and writes the same bucket.
 type Positions struct {
@@ -25,7 +27,7 @@ type Positions struct {
 // OpenPositions creates the bucket, or updates it to ttl, with the log's
 // replicas, retrying until ctx ends (in a cluster the meta leader may not
 // be elected yet).
-func (l *Log) OpenPositions(ctx context.Context, ttl time.Duration) (*Positions, error) {
+func (l *Log) OpenPositions(ctx context.Context, ttl time.Duration) (eventlog.Positions, error) {
 	cfg := jetstream.KeyValueConfig{
 		Bucket:      DefaultPositionsBucket,
 		Description: "revocast: what each agent applied, by instance",
@@ -51,23 +53,11 @@ func (l *Log) OpenPositions(ctx context.Context, ttl time.Duration) (*Positions,
 	}
 }
 
-// MaxPositionKey is the longest key of a record.
-const MaxPositionKey = 96
+// MaxPositionKey and ValidPositionKey are eventlog's.
+const MaxPositionKey = eventlog.MaxPositionKey
 
-// ValidPositionKey reports whether k can name a record: 1 to
-// MaxPositionKey letters, digits, '-' and '_'.
-func ValidPositionKey(k string) bool {
-	if len(k) == 0 || len(k) > MaxPositionKey {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// ValidPositionKey is eventlog.ValidPositionKey.
+func ValidPositionKey(k string) bool { return eventlog.ValidPositionKey(k) }
 
 // PutAll writes the records in one asynchronous burst and waits for every
 // acknowledgement (or ctx). Keys must satisfy ValidPositionKey.
