@@ -176,7 +176,7 @@ func CountJTIs(r io.Reader) (int64, error) {
 	var n int64
 	for {
 		if _, err := jr.next(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return n, nil
 			}
 			return n, err
@@ -231,7 +231,7 @@ func (b *Bulk) Run(ctx context.Context, in io.Reader) (BulkResult, error) {
 		for {
 			bb, err := bt.next()
 			if err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					readErr = err
 				}
 				return
@@ -418,7 +418,7 @@ func (jr *jtiReader) next() (string, error) {
 		case err == io.EOF:
 			jr.eof = true
 		case err != nil:
-			return "", fmt.Errorf("read line %d: %v", jr.line+1, err)
+			return "", fmt.Errorf("read line %d: %w", jr.line+1, err)
 		}
 		if len(raw) == 0 {
 			continue
@@ -499,7 +499,7 @@ func (bt *batcher) next() (*bulkBatch, error) {
 	body = append(body, `{"revocations":[`...)
 	for b.items < bt.size && (b.items == 0 || len(body)+bt.maxItem+2 <= bt.maxBody) {
 		jti, err := bt.jr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -530,7 +530,7 @@ func (bt *batcher) next() (*bulkBatch, error) {
 func (b *bulkBatch) record(body []byte) error {
 	var a BatchResult
 	if err := json.Unmarshal(body, &a); err != nil {
-		return fmt.Errorf("unexpected answer from the server: %v", err)
+		return fmt.Errorf("unexpected answer from the server: %w", err)
 	}
 	if len(a.Revocations) != b.items || a.Failed != 0 || a.Created+a.Duplicates+a.Expired != int64(b.items) {
 		return fmt.Errorf("the server acknowledged %d created, %d duplicate, %d expired, %d failed of %d items",
