@@ -111,7 +111,7 @@ var EmptyPrefixSHA256 = hex.EncodeToString(sha256.New().Sum(nil))
 
 // BulkRetry describes a batch about to be retried.
 type BulkRetry struct {
-	FirstLine int64 // the line of the batch's first jti
+	FirstLine int64 // the first line of the input the batch covers
 	Attempt   int   // 1 for the first retry
 	Retries   int
 	Delay     time.Duration
