@@ -382,8 +382,10 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 	if env.bulkHook != nil {
 		env.bulkHook(bulk, prog)
 	}
-	if resumed {
-		out.message("revoke: resuming run %s at line %d: %d jtis were acknowledged before it stopped\n", st.RunID, st.Lines+1, st.Done)
+	bulk.OnStart = func() {
+		if resumed {
+			out.message("revoke: resuming run %s at line %d: %d jtis were acknowledged before it stopped\n", st.RunID, st.Lines+1, st.Done)
+		}
 	}
 
 	prog.done.Store(earlier)

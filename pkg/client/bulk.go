@@ -82,6 +82,9 @@ type Bulk struct {
 	OnCommit func(Checkpoint) error
 	// OnRetry is called before each retry of a batch.
 	OnRetry func(BulkRetry)
+	// OnStart is called once the input is checked against Resume, before
+	// the first batch is sent.
+	OnStart func()
 }
 
 // NewBulk returns a Bulk with the default settings and a new run ID.
@@ -218,6 +221,9 @@ func (b *Bulk) Run(ctx context.Context, in io.Reader) (BulkResult, error) {
 		shared["reason"] = b.Reason
 	}
 	bt := newBatcher(jr, b.RunID, b.BatchSize, b.MaxBody, shared)
+	if b.OnStart != nil {
+		b.OnStart()
+	}
 	start := time.Now()
 
 	// The reader runs on its own so that the end of ctx is noticed even

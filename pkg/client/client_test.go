@@ -378,8 +378,10 @@ func TestBulk(t *testing.T) {
 
 	changed := client.NewBulk(c)
 	changed.Resume = &cp
-	if _, err := changed.Run(ctx, strings.NewReader("other\n"+input)); !errors.Is(err, client.ErrResumeMismatch) {
-		t.Fatalf("changed input: %v", err)
+	started := false
+	changed.OnStart = func() { started = true }
+	if _, err := changed.Run(ctx, strings.NewReader("other\n"+input)); !errors.Is(err, client.ErrResumeMismatch) || started {
+		t.Fatalf("changed input: %v (started %v)", err, started)
 	}
 }
 
