@@ -2,8 +2,8 @@ package main
 
 // The client subcommands: revoke, lift, list, tail talk to a running
 // broadcaster over its HTTP API; keygen makes API keys. This file holds what
-// they share: the connection flags, the HTTP client, and how HTTP answers
-// become exit codes. docs/cli.md is their manual.
+// they share: the connection flags, the pkg/client Client they make, and
+// how its errors become exit codes. docs/cli.md is their manual.
 
 import (
 	"bytes"
@@ -28,6 +28,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/envflag"
+	"github.com/revocast/revocast/pkg/client"
 )
 
 // subcommands talk to a running broadcaster (or, for keygen, to no one).
@@ -83,8 +84,6 @@ const (
 	// tokenEnv holds the bearer token. There is deliberately no flag for the
 	// token itself: command lines show up in ps and shell histories.
 	tokenEnv = "REVOCAST_TOKEN"
-	// maxAnswerBytes bounds what is read of one HTTP answer.
-	maxAnswerBytes = 256 << 20
 )
 
 // apiConn is a connection to a broadcaster: the common flags and what they
@@ -95,11 +94,9 @@ type apiConn struct {
 	caFile    string
 	timeout   time.Duration
 
-	base      *url.URL
 	token     string
 	tokenFrom string // where the token came from, for messages
-	client    *http.Client
-	transport *http.Transport
+	cl        *client.Client
 }
 
 // newCmdFlags returns a command's flag set with its usage text. Command
@@ -175,9 +172,6 @@ func (c *apiConn) setup(fs *envflag.Set, env cliEnv) error {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return usageErr("--server %q: no query or fragment, just scheme, host and an optional path prefix", u.Redacted())
 	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	c.base = u
 
 	if err := c.readToken(fs, env); err != nil {
 		return err
@@ -200,12 +194,24 @@ func (c *apiConn) setup(fs *envflag.Set, env cliEnv) error {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	c.transport = tr
-	c.client = &http.Client{
-		Transport: tr,
-		// A redirected POST turns into a GET, and a redirect to another
-		// host would drop the token: better to say where the server is.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	opts := []client.Option{
+		client.WithHTTPClient(&http.Client{
+			Transport: tr,
+			// A redirected POST turns into a GET, and a redirect to another
+			// host would drop the token: better to say where the server is.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}),
+		client.WithUserAgent("revocast-cli"),
+		client.WithRequestTimeout(c.timeout),
+		// One request, one answer: a script decides whether to retry (exit
+		// codes); revoke --jti-file retries each batch itself.
+		client.WithRetries(0),
+	}
+	if c.token != "" {
+		opts = append(opts, client.WithToken(c.token))
+	}
+	if c.cl, err = client.New(raw, opts...); err != nil {
+		return usageErr("--server: %v", err)
 	}
 	if c.token != "" && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
 		fmt.Fprintf(env.stderr, "warning: sending the token over plain http to %s; use https\n", u.Host)
@@ -256,105 +262,43 @@ func redactURL(s string) string {
 	return "(unparsable URL)"
 }
 
-// endpoint is the URL of path (which starts with /v1/…) on the server.
-func (c *apiConn) endpoint(path string, q url.Values) string {
-	u := *c.base
-	u.Path += path
-	if len(q) > 0 {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
-
-func (c *apiConn) authorize(req *http.Request) {
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-}
-
-// apiAnswer is a complete HTTP answer.
-type apiAnswer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// do sends one request and reads the whole answer, within --timeout. A
-// failure to get an answer is an exitFailure error that names the server.
-func (c *apiConn) do(ctx context.Context, method, path string, q url.Values, body []byte, header map[string]string) (*apiAnswer, error) {
-	rctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(rctx, method, c.endpoint(path, q), rd)
-	if err != nil {
-		return nil, &exitError{exitUsage, fmt.Errorf("build request: %v", err)}
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "revocast-cli")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	c.authorize(req)
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, c.transportError(ctx, rctx, method, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
-	if err != nil {
-		return nil, c.transportError(ctx, rctx, method, err)
-	}
-	return &apiAnswer{status: resp.StatusCode, header: resp.Header, body: b}, nil
-}
-
 // errInterrupted marks a request cut short by the caller's context (Ctrl-C).
 var errInterrupted = errors.New("interrupted")
 
-// transportError explains a request that got no answer: the caller gave up
-// (ctx), --timeout passed (rctx), or the server could not be reached.
-func (c *apiConn) transportError(ctx, rctx context.Context, method string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the url.Error repeats the URL, which may hold a password
-	}
-	where := c.base.Redacted()
+// fail turns an error of the client package into an error carrying the
+// exit code: an answer that is not a success (statusError), no answer, or
+// the caller giving up (ctx). method and what say what was attempted.
+func (c *apiConn) fail(err error, method, what string) error {
+	var ae *client.Error
+	var te *client.TransportError
+	var ee *exitError
+	where := c.cl.BaseURL()
 	switch {
-	case ctx.Err() != nil:
+	case errors.As(err, &ee):
+		return err
+	case errors.As(err, &ae):
+		return c.statusError(ae, what)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return &exitError{exitFailure, fmt.Errorf("%s %s: %w", method, where, errInterrupted)}
-	case rctx.Err() != nil:
+	case errors.As(err, &te) && te.Timeout:
 		return &exitError{exitFailure, fmt.Errorf("%s %s: no answer within %v (--timeout)", method, where, c.timeout)}
+	case errors.As(err, &te):
+		return &exitError{exitFailure, fmt.Errorf("cannot reach the broadcaster at %s: %v", where, te.Err)}
 	}
-	return &exitError{exitFailure, fmt.Errorf("cannot reach the broadcaster at %s: %v", where, err)}
-}
-
-// apiErrorBody is the JSON body of the broadcaster's error answers.
-type apiErrorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field"`
+	return &exitError{exitFailure, fmt.Errorf("%s: %w", what, err)}
 }
 
 // statusError turns an answer that is not a success into an error carrying
 // the exit code for its status. what says what was attempted ("revoke",
 // "lift 4c0f…").
-func (c *apiConn) statusError(a *apiAnswer, what string) error {
-	var body apiErrorBody
-	_ = json.Unmarshal(a.body, &body)
-	msg := printable(body.Error)
+func (c *apiConn) statusError(a *client.Error, what string) error {
+	msg := a.Message
 	if msg == "" {
-		msg = printable(strings.TrimSpace(string(a.body)))
-		if len(msg) > 200 || msg == "" {
-			msg = http.StatusText(a.status)
-		}
+		msg = http.StatusText(a.Status)
 	}
-	status := fmt.Sprintf("%d %s", a.status, http.StatusText(a.status))
+	status := fmt.Sprintf("%d %s", a.Status, http.StatusText(a.Status))
 	switch {
-	case a.status == http.StatusUnauthorized || a.status == http.StatusForbidden:
+	case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden:
 		hint := "check $" + tokenEnv + " (or --token-file) and that the key's role allows this (revoke and lift need revoker; list and tail need reader)"
 		if c.token == "" {
 			hint = "no token was sent: set $" + tokenEnv + " or --token-file"
@@ -362,23 +306,23 @@ func (c *apiConn) statusError(a *apiAnswer, what string) error {
 			hint = "check the token from " + c.tokenFrom + " and that the key's role allows this (revoke and lift need revoker; list and tail need reader)"
 		}
 		return &exitError{exitAuth, fmt.Errorf("%s: refused (%s: %s); %s", what, status, msg, hint)}
-	case a.status == http.StatusNotFound:
+	case a.Status == http.StatusNotFound:
 		return &exitError{exitNotFound, fmt.Errorf("%s: not found (%s: %s)", what, status, msg)}
-	case a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge || a.status == http.StatusConflict:
-		if body.Field != "" {
-			msg += " [field " + printable(body.Field) + "]"
+	case a.Status == http.StatusBadRequest || a.Status == http.StatusRequestEntityTooLarge || a.Status == http.StatusConflict:
+		if a.Field != "" {
+			msg += " [field " + a.Field + "]"
 		}
 		return &exitError{exitInvalid, fmt.Errorf("%s: the server refused the input (%s): %s", what, status, msg)}
-	case a.status == http.StatusTooManyRequests:
-		ra := a.header.Get("Retry-After")
+	case a.Status == http.StatusTooManyRequests:
+		ra := a.Header.Get("Retry-After")
 		if ra == "" {
 			ra = "a moment"
 		} else if _, err := strconv.Atoi(ra); err == nil {
 			ra += "s"
 		}
 		return &exitError{exitRateLimited, fmt.Errorf("%s: rate limited (%s); retry after %s (Retry-After)", what, status, printable(ra))}
-	case a.status >= 300 && a.status < 400:
-		return &exitError{exitFailure, fmt.Errorf("%s: the server redirects (%s) to %s; point --server there", what, status, printable(a.header.Get("Location")))}
+	case a.Status >= 300 && a.Status < 400:
+		return &exitError{exitFailure, fmt.Errorf("%s: the server redirects (%s) to %s; point --server there", what, status, a.Location)}
 	}
 	return &exitError{exitFailure, fmt.Errorf("%s: the broadcaster failed (%s): %s", what, status, msg)}
 }

@@ -20,52 +20,34 @@ package main
 // when the whole file is acknowledged.
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"hash"
 	"io"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/revocast/revocast/internal/envflag"
+	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
 
-// Defaults and limits of bulk revocation.
+// Defaults and limits of bulk revocation; client.Bulk does the work.
 const (
-	defaultBatchSize   = 5000
+	defaultBatchSize   = client.DefaultBulkBatchSize
 	maxBatchSizeFlag   = 100_000
-	defaultConcurrency = 2
-	defaultRetries     = 5
-	// maxBulkBody keeps each batch's body within the broadcaster's default
-	// --max-body-bytes (1 MiB; a test checks the two agree).
-	maxBulkBody = 1 << 20
-	// maxLineBytes bounds one line of the jti file.
-	maxLineBytes = 64 << 10
+	defaultConcurrency = client.DefaultBulkConcurrency
+	defaultRetries     = client.DefaultBulkRetries
 	// bulkStateVersion is the format of the state file.
 	bulkStateVersion = 1
-	// maxRetryDelay caps the backoff between attempts at one batch.
-	maxRetryDelay = 30 * time.Second
-)
-
-// Timing of bulk runs; tests shorten them.
-var (
-	bulkRetryBase     = 500 * time.Millisecond
+	// How often the progress display is refreshed.
 	bulkProgressLines = 5 * time.Second
 	bulkProgressBar   = 200 * time.Millisecond
 )
@@ -173,167 +155,6 @@ func writeState(path string, st *bulkState) error {
 	return nil
 }
 
-func newRunID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// jtiReader reads the jti file line by line, counting bytes and lines and
-// hashing every byte it consumes.
-type jtiReader struct {
-	r       *bufio.Reader
-	h       hash.Hash
-	offset  int64
-	line    int64
-	skipped int64 // blank and comment lines
-	eof     bool
-}
-
-func newJTIReader(r io.Reader) *jtiReader {
-	return &jtiReader{r: bufio.NewReaderSize(r, maxLineBytes), h: sha256.New()}
-}
-
-// skip consumes n bytes (the part of the file an earlier run finished) and
-// returns their SHA-256 and the lines and jtis in them.
-func (jr *jtiReader) skip(n int64) (sum string, jtis int64, err error) {
-	// Each round consumes a line or returns.
-	for jr.offset < n {
-		raw, err := jr.r.ReadSlice('\n')
-		switch {
-		case errors.Is(err, bufio.ErrBufferFull):
-			return "", 0, fmt.Errorf("line %d: longer than %d bytes", jr.line+1, maxLineBytes)
-		case len(raw) == 0 && err == io.EOF:
-			return "", 0, io.ErrUnexpectedEOF
-		case err != nil && err != io.EOF:
-			return "", 0, err
-		case jr.offset+int64(len(raw)) > n:
-			return "", 0, errors.New("the resume offset is not at the start of a line")
-		}
-		jr.consume(raw)
-		if s := strings.TrimSpace(string(raw)); s != "" && !strings.HasPrefix(s, "#") {
-			jtis++
-		}
-	}
-	return hex.EncodeToString(jr.h.Sum(nil)), jtis, nil
-}
-
-func (jr *jtiReader) consume(raw []byte) {
-	jr.h.Write(raw)
-	jr.offset += int64(len(raw))
-	jr.line++
-}
-
-// next returns the next jti, or io.EOF.
-func (jr *jtiReader) next() (string, error) {
-	for !jr.eof {
-		raw, err := jr.r.ReadSlice('\n')
-		switch {
-		case errors.Is(err, bufio.ErrBufferFull):
-			return "", &exitError{exitInvalid, fmt.Errorf("line %d: longer than %d bytes", jr.line+1, maxLineBytes)}
-		case err == io.EOF:
-			jr.eof = true
-		case err != nil:
-			return "", fmt.Errorf("read line %d: %v", jr.line+1, err)
-		}
-		if len(raw) == 0 {
-			continue
-		}
-		jr.consume(raw)
-		s := strings.TrimSpace(string(raw))
-		if s == "" || strings.HasPrefix(s, "#") {
-			jr.skipped++
-			continue
-		}
-		if len(s) > events.MaxValueLength {
-			return "", &exitError{exitInvalid, fmt.Errorf("line %d: a jti is at most %d bytes", jr.line, events.MaxValueLength)}
-		}
-		if !utf8.ValidString(s) {
-			return "", &exitError{exitInvalid, fmt.Errorf("line %d: not valid UTF-8", jr.line)}
-		}
-		return s, nil
-	}
-	return "", io.EOF
-}
-
-// bulkBatch is one request's worth of jtis.
-type bulkBatch struct {
-	start     int64 // byte offset where the batch's lines start
-	end       int64 // byte offset after its last jti's line
-	firstLine int64
-	endLine   int64 // lines up to end
-	items     int
-	prefix    string // SHA-256 of the file's bytes [0, end)
-	body      []byte
-	idemKey   string
-
-	created, duplicates, expired int64
-	err                          error
-	acked                        bool
-}
-
-// batcher cuts the file into batches.
-type batcher struct {
-	jr        *jtiReader
-	runID     string
-	size      int
-	itemHead  []byte // `{"jti":`
-	itemTail  []byte // the shared fields and `}`
-	maxItem   int    // the largest an encoded item can be
-	maxBody   int
-	pendingIn bool
-}
-
-func newBatcher(jr *jtiReader, runID string, size int, shared map[string]string) *batcher {
-	tail := []byte{}
-	for _, k := range []string{"iss", "expires_at", "reason"} {
-		if v, ok := shared[k]; ok {
-			enc, _ := json.Marshal(v)
-			tail = append(tail, `,"`+k+`":`...)
-			tail = append(tail, enc...)
-		}
-	}
-	tail = append(tail, '}')
-	b := &batcher{jr: jr, runID: runID, size: size, itemHead: []byte(`{"jti":`), itemTail: tail, maxBody: maxBulkBody}
-	// worst case: every byte of a jti escaped as \u00XX, quotes, a comma
-	b.maxItem = len(b.itemHead) + 6*events.MaxValueLength + 2 + len(tail) + 1
-	return b
-}
-
-// next returns the next batch, or io.EOF after the last.
-func (bt *batcher) next() (*bulkBatch, error) {
-	b := &bulkBatch{start: bt.jr.offset, firstLine: bt.jr.line + 1}
-	body := make([]byte, 0, 64<<10)
-	body = append(body, `{"revocations":[`...)
-	for b.items < bt.size && len(body)+bt.maxItem+2 <= bt.maxBody {
-		jti, err := bt.jr.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if b.items > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, bt.itemHead...)
-		enc, _ := json.Marshal(jti)
-		body = append(body, enc...)
-		body = append(body, bt.itemTail...)
-		b.items++
-	}
-	if b.items == 0 {
-		return nil, io.EOF
-	}
-	body = append(body, "]}"...)
-	b.body = body
-	b.end, b.endLine = bt.jr.offset, bt.jr.line
-	b.prefix = hex.EncodeToString(bt.jr.h.Sum(nil))
-	digest := sha256.Sum256(body)
-	b.idemKey = "revocast-bulk/" + bt.runID + "/" + strconv.FormatInt(b.start, 10) + "/" + hex.EncodeToString(digest[:12])
-	return b, nil
-}
-
 // lockedWriter serialises the progress display and messages on stderr.
 type lockedWriter struct {
 	mu  sync.Mutex
@@ -354,7 +175,8 @@ func (l *lockedWriter) message(format string, a ...any) {
 // bulkProgress shows done/total, rate and ETA on stderr.
 type bulkProgress struct {
 	out       *lockedWriter
-	mode      string // bar, lines or none
+	mode      string        // bar, lines or none
+	every     time.Duration // between refreshes
 	done      atomic.Int64
 	total     atomic.Int64 // -1 until counted (or for stdin)
 	startDone int64
@@ -367,11 +189,7 @@ func (p *bulkProgress) run(stop <-chan struct{}, finished chan<- struct{}) {
 		<-stop
 		return
 	}
-	every := bulkProgressLines
-	if p.mode == "bar" {
-		every = bulkProgressBar
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(p.every)
 	defer t.Stop()
 	for {
 		select {
@@ -428,110 +246,6 @@ func percent(done, total int64) int64 {
 		return 100
 	}
 	return 100 * min(done, total) / total
-}
-
-// countJTIs counts the jtis of a regular file, for the progress display.
-func countJTIs(path string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	jr := newJTIReader(f)
-	jr.h = nopHash{}
-	var n int64
-	for {
-		if _, err := jr.next(); err != nil {
-			if err == io.EOF {
-				return n
-			}
-			return -1
-		}
-		n++
-	}
-}
-
-// nopHash stands in for SHA-256 where no digest is needed.
-type nopHash struct{}
-
-func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
-func (nopHash) Sum(b []byte) []byte         { return b }
-func (nopHash) Reset()                      {}
-func (nopHash) Size() int                   { return 0 }
-func (nopHash) BlockSize() int              { return 64 }
-
-// bulkSender posts batches with retries.
-type bulkSender struct {
-	c       *apiConn
-	retries int
-	out     *lockedWriter
-}
-
-func (s *bulkSender) send(ctx context.Context, b *bulkBatch) error {
-	what := fmt.Sprintf("batch at line %d", b.firstLine)
-	hdr := map[string]string{"Idempotency-Key": b.idemKey}
-	// Each attempt either returns or waits; attempts are bounded by
-	// --retries.
-	for attempt := 0; ; attempt++ {
-		a, err := s.c.do(ctx, "POST", "/v1/revocations", nil, b.body, hdr)
-		var cause error
-		var wait time.Duration
-		switch {
-		case err != nil:
-			if ctx.Err() != nil {
-				return err
-			}
-			cause = err
-		case a.status == 200 || a.status == 201:
-			return b.record(a.body, what)
-		case a.status >= 500 || a.status == 429 || a.status == 408:
-			cause = s.c.statusError(a, what)
-			if n, err := strconv.Atoi(strings.TrimSpace(a.header.Get("Retry-After"))); err == nil && n > 0 {
-				wait = time.Duration(n) * time.Second
-			}
-		default:
-			err := s.c.statusError(a, what)
-			if a.status == 413 || (a.status == 400 && strings.Contains(string(a.body), "split the batch")) {
-				err = fmt.Errorf("%w; run again with a smaller --batch-size", err)
-			}
-			return err
-		}
-		if attempt >= s.retries {
-			return fmt.Errorf("giving up after %d attempts: %w", attempt+1, cause)
-		}
-		delay := bulkRetryBase << min(attempt, 10)
-		delay = min(max(delay/2+mrand.N(delay/2+1), wait), maxRetryDelay)
-		s.out.message("revoke: %v; retrying in %v (%d/%d)\n", cause, delay.Round(time.Millisecond), attempt+1, s.retries)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return &exitError{exitFailure, fmt.Errorf("%s: %w", what, errInterrupted)}
-		case <-t.C:
-		}
-	}
-}
-
-// record reads a batch answer and checks that it accounts for every item.
-func (b *bulkBatch) record(body []byte, what string) error {
-	var a struct {
-		Revocations []struct {
-			Status string `json:"status"`
-		} `json:"revocations"`
-		Created    int64 `json:"created"`
-		Duplicates int64 `json:"duplicates"`
-		Expired    int64 `json:"expired"`
-		Failed     int64 `json:"failed"`
-	}
-	if err := json.Unmarshal(body, &a); err != nil {
-		return &exitError{exitFailure, fmt.Errorf("%s: unexpected answer from the server: %v", what, err)}
-	}
-	if len(a.Revocations) != b.items || a.Failed != 0 || a.Created+a.Duplicates+a.Expired != int64(b.items) {
-		return &exitError{exitFailure, fmt.Errorf("%s: the server acknowledged %d created, %d duplicate, %d expired, %d failed of %d items",
-			what, a.Created, a.Duplicates, a.Expired, a.Failed, b.items)}
-	}
-	b.created, b.duplicates, b.expired = a.Created, a.Duplicates, a.Expired
-	return nil
 }
 
 // runBulk is revoke --jti-file.
@@ -597,7 +311,8 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 		}
 	}
 	out := &lockedWriter{w: env.stderr}
-	jr := newJTIReader(in)
+	bulk := client.NewBulk(c.cl)
+	bulk.Retries, bulk.Concurrency = bf.retries, bf.concurrency
 	resumed := st != nil
 	if resumed {
 		if err := st.matches(f, statePath); err != nil {
@@ -614,16 +329,13 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 				out.message("revoke: resuming with --batch-size %d, as the interrupted run\n", st.BatchSize)
 			}
 		}
-		sum, jtis, err := jr.skip(st.Offset)
-		if err != nil || sum != st.PrefixSHA256 || jtis != st.Done {
-			return usageErr("%s changed since the interrupted run (its first %d bytes are not what was sent); delete %s to start over", name, st.Offset, statePath)
-		}
-		out.message("revoke: resuming run %s at line %d: %d jtis were acknowledged before it stopped\n", st.RunID, st.Lines+1, st.Done)
+		bulk.Resume = &client.Checkpoint{Offset: st.Offset, Lines: st.Lines, Done: st.Done, PrefixSHA256: st.PrefixSHA256,
+			Created: st.Created, Duplicates: st.Duplicates, Expired: st.Expired}
 	} else {
 		st = &bulkState{
-			Version: bulkStateVersion, RunID: newRunID(), File: bf.file,
+			Version: bulkStateVersion, RunID: bulk.RunID, File: bf.file,
 			Iss: f.m.iss, Reason: f.reason, ExpiresAtArg: f.expiresAt, BatchSize: bf.batchSize,
-			PrefixSHA256: hex.EncodeToString(sha256.New().Sum(nil)), StartedAt: now.UTC(),
+			PrefixSHA256: client.EmptyPrefixSHA256, StartedAt: now.UTC(),
 		}
 		if abs, err := filepath.Abs(bf.file); err == nil && bf.file != "-" {
 			st.File = abs
@@ -639,20 +351,43 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 			}
 		}
 	}
-	earlier := st.Done
-	shared := map[string]string{}
-	if st.Iss != "" {
-		shared["iss"] = st.Iss
-	}
+	bulk.RunID, bulk.BatchSize, bulk.Iss, bulk.Reason = st.RunID, st.BatchSize, st.Iss, st.Reason
 	if st.ExpiresAt != "" {
-		shared["expires_at"] = st.ExpiresAt
+		t, err := time.Parse(time.RFC3339Nano, st.ExpiresAt)
+		if err != nil {
+			return usageErr("state file %s is not a revocast resume state; delete it to start over", statePath)
+		}
+		bulk.ExpiresAt = t
 	}
-	if st.Reason != "" {
-		shared["reason"] = st.Reason
-	}
-	bt := newBatcher(jr, st.RunID, st.BatchSize, shared)
+	earlier := st.Done
 
-	prog := &bulkProgress{out: out, mode: mode, startDone: earlier, start: time.Now()}
+	prog := &bulkProgress{out: out, mode: mode, every: bulkProgressLines, startDone: earlier, start: time.Now()}
+	if mode == "bar" {
+		prog.every = bulkProgressBar
+	}
+	bulk.OnCommit = func(cp client.Checkpoint) error {
+		st.Offset, st.Lines, st.Done, st.PrefixSHA256 = cp.Offset, cp.Lines, cp.Done, cp.PrefixSHA256
+		st.Created, st.Duplicates, st.Expired = cp.Created, cp.Duplicates, cp.Expired
+		prog.done.Store(st.Done)
+		if statePath != "" {
+			if err := writeState(statePath, st); err != nil {
+				return &exitError{exitFailure, err}
+			}
+		}
+		return nil
+	}
+	bulk.OnRetry = func(r client.BulkRetry) {
+		out.message("revoke: %v; retrying in %v (%d/%d)\n", c.fail(r.Err, "POST", batchWhat(r.FirstLine)), r.Delay.Round(time.Millisecond), r.Attempt, r.Retries)
+	}
+	if env.bulkHook != nil {
+		env.bulkHook(bulk, prog)
+	}
+	bulk.OnStart = func() {
+		if resumed {
+			out.message("revoke: resuming run %s at line %d: %d jtis were acknowledged before it stopped\n", st.RunID, st.Lines+1, st.Done)
+		}
+	}
+
 	prog.done.Store(earlier)
 	prog.total.Store(-1)
 	if bf.file != "-" {
@@ -662,99 +397,13 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 	}
 	stopProgress, progressDone := make(chan struct{}), make(chan struct{})
 	go prog.run(stopProgress, progressDone)
-
-	// The reader runs on its own so that Ctrl-C is noticed even while it
-	// waits on stdin.
-	batches := make(chan *bulkBatch)
-	stopReading := make(chan struct{})
-	var readErr error
-	go func() {
-		defer close(batches)
-		for {
-			b, err := bt.next()
-			if err != nil {
-				if err != io.EOF {
-					readErr = err
-				}
-				return
-			}
-			select {
-			case batches <- b:
-			case <-stopReading:
-				return
-			}
-		}
-	}()
-
-	sender := &bulkSender{c: c, retries: bf.retries, out: out}
-	results := make(chan *bulkBatch, bf.concurrency)
-	var (
-		queue    []*bulkBatch // sent, in file order, not yet committed
-		inflight int
-		eof      bool
-		failure  error // the first error: stop sending
-		runStats struct{ created, duplicates, expired, acked int64 }
-	)
-	ctxDone := ctx.Done()
-	// Each iteration receives one batch, one result or the end of ctx; it
-	// stops when nothing is in flight and nothing more will be sent.
-	for {
-		var next <-chan *bulkBatch
-		if !eof && failure == nil && ctx.Err() == nil && inflight < bf.concurrency {
-			next = batches
-		}
-		if next == nil && inflight == 0 {
-			break
-		}
-		select {
-		case b, ok := <-next:
-			if !ok {
-				eof = true
-				if readErr != nil && failure == nil {
-					failure = readErr
-				}
-				continue
-			}
-			queue = append(queue, b)
-			inflight++
-			go func() {
-				b.err = sender.send(ctx, b)
-				results <- b
-			}()
-		case b := <-results:
-			inflight--
-			b.acked = true
-			if b.err != nil && failure == nil && ctx.Err() == nil {
-				failure = b.err
-			}
-			// commit the acknowledged prefix
-			for len(queue) > 0 && queue[0].acked && queue[0].err == nil {
-				d := queue[0]
-				queue = queue[1:]
-				st.Offset, st.Lines, st.PrefixSHA256 = d.end, d.endLine, d.prefix
-				st.Done += int64(d.items)
-				st.Created += d.created
-				st.Duplicates += d.duplicates
-				st.Expired += d.expired
-				runStats.created += d.created
-				runStats.duplicates += d.duplicates
-				runStats.expired += d.expired
-				runStats.acked += int64(d.items)
-				prog.done.Store(st.Done)
-				if statePath != "" {
-					if err := writeState(statePath, st); err != nil && failure == nil {
-						failure = &exitError{exitFailure, err}
-					}
-				}
-			}
-		case <-ctxDone:
-			ctxDone = nil // in-flight requests end with ctx; wait for them
-		}
-	}
-	close(stopReading)
-	elapsed := time.Since(prog.start)
+	res, err := bulk.Run(ctx, in)
 	close(stopProgress)
 	<-progressDone
+	if errors.Is(err, client.ErrResumeMismatch) {
+		return usageErr("%s changed since the interrupted run (its first %d bytes are not what was sent); delete %s to start over", name, st.Offset, statePath)
+	}
+	elapsed := res.Elapsed
 
 	where := fmt.Sprintf("%d jtis acknowledged, up to line %d of %s", st.Done, st.Lines, name)
 	resume := "; run the same command again to resume (state in " + statePath + ")"
@@ -762,10 +411,10 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 		resume = "; not resumable: stdin was read without --state"
 	}
 	switch {
-	case failure != nil:
-		return fmt.Errorf("revoke --jti-file: %w; %s%s", failure, where, resume)
-	case !eof || len(queue) > 0:
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return &exitError{exitFailure, fmt.Errorf("revoke --jti-file: %w; %s%s", errInterrupted, where, resume)}
+	case err != nil:
+		return fmt.Errorf("revoke --jti-file: %w; %s%s", c.bulkFailure(err), where, resume)
 	}
 	if statePath != "" {
 		if err := os.Remove(statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -774,27 +423,66 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 	}
 	rate := 0.0
 	if s := elapsed.Seconds(); s > 0 {
-		rate = float64(runStats.acked) / s
+		rate = float64(res.Acked) / s
 	}
 	if f.json {
 		return writeJSONLine(env.stdout, map[string]any{
-			"file": name, "run_id": st.RunID, "jtis": st.Done, "this_run": runStats.acked, "earlier": earlier,
-			"created": runStats.created, "duplicates": runStats.duplicates, "expired": runStats.expired,
-			"skipped_lines": jr.skipped, "seconds": elapsed.Seconds(), "per_second": rate,
+			"file": name, "run_id": st.RunID, "jtis": st.Done, "this_run": res.Acked, "earlier": earlier,
+			"created": res.Created, "duplicates": res.Duplicates, "expired": res.Expired,
+			"skipped_lines": res.SkippedLines, "seconds": elapsed.Seconds(), "per_second": rate,
 		})
 	}
 	w := env.stdout
 	if resumed {
 		fmt.Fprintf(w, "done: %d jtis from %s (%d in this run, %d acknowledged before the interruption of run %s)\n",
-			st.Done, name, runStats.acked, earlier, st.RunID)
+			st.Done, name, res.Acked, earlier, st.RunID)
 		fmt.Fprintf(w, "this run: %d jtis in %v = %.0f revocations/s; created %d, duplicate %d, expired %d\n",
-			runStats.acked, elapsed.Round(time.Millisecond), rate, runStats.created, runStats.duplicates, runStats.expired)
+			res.Acked, elapsed.Round(time.Millisecond), rate, res.Created, res.Duplicates, res.Expired)
 	} else {
 		fmt.Fprintf(w, "done: %d jtis from %s in %v = %.0f revocations/s\n", st.Done, name, elapsed.Round(time.Millisecond), rate)
 		fmt.Fprintf(w, "created %d, duplicate %d, expired %d; %d blank or comment lines skipped\n",
-			runStats.created, runStats.duplicates, runStats.expired, jr.skipped)
+			res.Created, res.Duplicates, res.Expired, res.SkippedLines)
 	}
 	return nil
+}
+
+func batchWhat(firstLine int64) string { return fmt.Sprintf("batch at line %d", firstLine) }
+
+// bulkFailure turns the error that stopped a bulk run into one carrying
+// the exit code, in the terms of the command's flags.
+func (c *apiConn) bulkFailure(err error) error {
+	var be *client.BatchError
+	var le *client.LineError
+	switch {
+	case errors.As(err, &be):
+		what := batchWhat(be.FirstLine)
+		cause := c.fail(be.Err, "POST", what)
+		switch {
+		case be.Exhausted:
+			return fmt.Errorf("giving up after %d attempts: %w", be.Attempts, cause)
+		case be.TooLarge():
+			return fmt.Errorf("%w; run again with a smaller --batch-size", cause)
+		}
+		return cause
+	case errors.As(err, &le):
+		return &exitError{exitInvalid, le}
+	}
+	return err
+}
+
+// countJTIs counts the jtis of a regular file, for the progress display;
+// -1 when it cannot.
+func countJTIs(path string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	n, err := client.CountJTIs(f)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // matches checks that a resumed run uses the interrupted run's parameters.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -305,11 +306,10 @@ func newFakeBatchAPI(t *testing.T) (*fakeBatchAPI, string) {
 // that keeps failing stops the run with its state kept; the next run
 // resumes at that batch, with the same key.
 func TestBulkRetriesThenResumes(t *testing.T) {
-	defer func(d time.Duration) { bulkRetryBase = d }(bulkRetryBase)
-	bulkRetryBase = time.Millisecond
 	file, jtis := writeJTIs(t, 1000)
 	api, base := newFakeBatchAPI(t)
 	cli := newCLI(t, base)
+	cli.bulkHook = func(b *client.Bulk, _ *bulkProgress) { b.RetryBase = time.Millisecond }
 
 	// the 2nd post fails once: retried, same key
 	api.fail = func(post int, _ string) int {
@@ -376,8 +376,6 @@ func TestBulkRetriesThenResumes(t *testing.T) {
 }
 
 func TestBulkResumeWithOtherBatchSize(t *testing.T) {
-	defer func(d time.Duration) { bulkRetryBase = d }(bulkRetryBase)
-	bulkRetryBase = time.Millisecond
 	file, jtis := writeJTIs(t, 500)
 	api, base := newFakeBatchAPI(t)
 	api.fail = func(_ int, first string) int {
@@ -387,6 +385,7 @@ func TestBulkResumeWithOtherBatchSize(t *testing.T) {
 		return 0
 	}
 	cli := newCLI(t, base)
+	cli.bulkHook = func(b *client.Bulk, _ *bulkProgress) { b.RetryBase = time.Millisecond }
 	r := cli.fails(exitInvalid, "revoke", "--jti-file", file, "--batch-size", "100", "--concurrency", "1")
 	if !strings.Contains(r.stderr, "smaller --batch-size") {
 		t.Errorf("413: %s", r.stderr)
@@ -404,8 +403,6 @@ func TestBulkResumeWithOtherBatchSize(t *testing.T) {
 }
 
 func TestBulkRefusesChangedFile(t *testing.T) {
-	defer func(d time.Duration) { bulkRetryBase = d }(bulkRetryBase)
-	bulkRetryBase = time.Millisecond
 	file, jtis := writeJTIs(t, 500)
 	api, base := newFakeBatchAPI(t)
 	api.fail = func(_ int, first string) int {
@@ -415,6 +412,7 @@ func TestBulkRefusesChangedFile(t *testing.T) {
 		return 0
 	}
 	cli := newCLI(t, base)
+	cli.bulkHook = func(b *client.Bulk, _ *bulkProgress) { b.RetryBase = time.Millisecond }
 	cli.fails(exitFailure, "revoke", "--jti-file", file, "--batch-size", "100", "--retries", "0")
 	b, _ := os.ReadFile(file)
 	if err := os.WriteFile(file, bytes.Replace(b, []byte(jtis[5]), []byte("00000005-changed"), 1), 0o644); err != nil {
@@ -479,8 +477,6 @@ func TestBulkProgressBar(t *testing.T) {
 // TestBulkProgressLines: without a terminal, a progress line every
 // interval.
 func TestBulkProgressLines(t *testing.T) {
-	defer func(d time.Duration) { bulkProgressLines = d }(bulkProgressLines)
-	bulkProgressLines = time.Millisecond
 	api, base := newFakeBatchAPI(t)
 	var once sync.Once
 	release := make(chan struct{})
@@ -495,6 +491,7 @@ func TestBulkProgressLines(t *testing.T) {
 	}
 	file, _ := writeJTIs(t, 300)
 	cli := newCLI(t, base)
+	cli.bulkHook = func(_ *client.Bulk, p *bulkProgress) { p.every = time.Millisecond }
 	var stdout, stderr syncBuffer
 	done := make(chan cliRun, 1)
 	go func() {
@@ -584,7 +581,7 @@ func BenchmarkBulkBatchAPI(b *testing.B) {
 // TestBulkBodyFitsServerDefault: the client does not import the server, so
 // its batch body limit is a copy of the server's default.
 func TestBulkBodyFitsServerDefault(t *testing.T) {
-	if maxBulkBody > broadcaster.DefaultMaxBodyBytes {
-		t.Fatalf("maxBulkBody %d is above the server's default --max-body-bytes %d", maxBulkBody, broadcaster.DefaultMaxBodyBytes)
+	if client.DefaultBulkMaxBody > broadcaster.DefaultMaxBodyBytes {
+		t.Fatalf("client.DefaultBulkMaxBody %d is above the server's default --max-body-bytes %d", client.DefaultBulkMaxBody, broadcaster.DefaultMaxBodyBytes)
 	}
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/client"
 )
 
 const listAbout = `Lists the live revocations, oldest first: a table (KEY, MATCHES, EXPIRES,
@@ -20,9 +18,8 @@ one page and, when there is more, prints on stderr the --after cursor of the nex
   revocast list --sub alice
   revocast list --all --json | jq -r .key`
 
-// maxListPage is the server's largest page (internal/broadcaster's
-// MaxListLimit).
-const maxListPage = 1000
+// maxListPage is the server's largest page.
+const maxListPage = client.MaxListLimit
 
 // maxReasonColumn bounds the REASON column; --json has the whole text.
 const maxReasonColumn = 40
@@ -66,13 +63,7 @@ func cmdList(ctx context.Context, args []string, env cliEnv) error {
 	if err := c.setup(fs, env); err != nil {
 		return err
 	}
-	q := url.Values{}
-	q.Set("limit", strconv.Itoa(limit))
-	for name, v := range map[string]string{"sub": sub, "jti": jti, "iss": iss, "kid": kid} {
-		if v != "" {
-			q.Set(name, v)
-		}
-	}
+	opts := client.ListOptions{Sub: sub, JTI: jti, Iss: iss, Kid: kid, Limit: limit, After: after}
 
 	var tw *tabwriter.Writer
 	if !asJSON {
@@ -82,34 +73,18 @@ func cmdList(ctx context.Context, args []string, env cliEnv) error {
 	// Each page advances the cursor (checked below), and the live state is
 	// finite, so this ends; ctx ends it sooner.
 	for page := 1; ; page++ {
-		if after != "" {
-			q.Set("after", after)
-		}
-		a, err := c.do(ctx, "GET", "/v1/revocations", q, nil, nil)
+		answer, err := c.cl.List(ctx, opts)
 		if err != nil {
-			return err
+			return c.fail(err, "GET", "list")
 		}
-		if a.status != 200 {
-			return c.statusError(a, "list")
-		}
-		var answer struct {
-			Revocations []json.RawMessage `json:"revocations"`
-			Next        string            `json:"next"`
-		}
-		if err := json.Unmarshal(a.body, &answer); err != nil {
-			return &exitError{exitFailure, fmt.Errorf("list: unexpected answer from the server: %v", err)}
-		}
-		for _, raw := range answer.Revocations {
+		for i, raw := range answer.Raw {
 			if asJSON {
 				if err := compactLine(env.stdout, raw); err != nil {
 					return err
 				}
 				continue
 			}
-			var r events.Revocation
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return &exitError{exitFailure, fmt.Errorf("list: unexpected revocation from the server: %v", err)}
-			}
+			r := &answer.Revocations[i]
 			expires := "never"
 			if !r.ExpiresAt.IsZero() {
 				expires = r.ExpiresAt.UTC().Format(time.RFC3339)
@@ -122,17 +97,17 @@ func cmdList(ctx context.Context, args []string, env cliEnv) error {
 			if r.Actor != "" {
 				actor = printable(r.Actor)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(r.Key), describeMatchers(&r), expires, reason, actor)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(r.Key), describeMatchers(r), expires, reason, actor)
 		}
 		if answer.Next == "" {
 			break
 		}
-		if answer.Next == after {
-			return &exitError{exitFailure, fmt.Errorf("list: the server returned the same page cursor %q twice", printable(after))}
+		if answer.Next == opts.After {
+			return &exitError{exitFailure, fmt.Errorf("list: the server returned the same page cursor %q twice", printable(opts.After))}
 		}
-		after = answer.Next
+		opts.After = answer.Next
 		if !all {
-			fmt.Fprintf(env.stderr, "more revocations: run again with --after %s, or use --all\n", printable(after))
+			fmt.Fprintf(env.stderr, "more revocations: run again with --after %s, or use --all\n", printable(opts.After))
 			break
 		}
 		if err := ctx.Err(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/envflag"
+	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -286,34 +286,17 @@ func cmdRevoke(ctx context.Context, args []string, env cliEnv) error {
 	if err := c.setup(fs, env); err != nil {
 		return err
 	}
-	hdr := map[string]string{}
-	if f.idemKey != "" {
-		hdr["Idempotency-Key"] = f.idemKey
-	}
 	start := time.Now()
-	a, err := c.do(ctx, "POST", "/v1/revocations", nil, body, hdr)
+	stored, err := c.cl.Revoke(ctx, rev, client.WriteOptions{IdempotencyKey: f.idemKey})
 	if err != nil {
-		return err
-	}
-	if a.status != 200 && a.status != 201 {
-		return c.statusError(a, "revoke")
-	}
-	var stored struct {
-		events.Revocation
-		Status string `json:"status"`
+		return c.fail(err, "POST", "revoke")
 	}
 	if f.json {
-		if err := compactLine(env.stdout, a.body); err != nil {
+		if err := compactLine(env.stdout, stored.Raw); err != nil {
 			return err
 		}
-	}
-	if err := json.Unmarshal(a.body, &stored); err != nil {
-		return &exitError{exitFailure, fmt.Errorf("revoke: unexpected answer from the server: %v", err)}
-	}
-	if !f.json {
-		if err := printStored(env.stdout, &stored.Revocation, stored.Status, time.Now()); err != nil {
-			return err
-		}
+	} else if err := printStored(env.stdout, &stored.Revocation, stored.Status, time.Now()); err != nil {
+		return err
 	}
 	if !f.wait.set || stored.Status == "expired" {
 		return nil
@@ -460,31 +443,12 @@ func cmdLift(ctx context.Context, args []string, env cliEnv) error {
 	if err := c.setup(fs, env); err != nil {
 		return err
 	}
-	q := url.Values{}
-	if reason != "" {
-		q.Set("reason", reason)
-	}
-	hdr := map[string]string{}
-	if idemKey != "" {
-		hdr["Idempotency-Key"] = idemKey
-	}
-	a, err := c.do(ctx, "DELETE", "/v1/revocations/"+key, q, nil, hdr)
+	lifted, err := c.cl.Lift(ctx, key, client.WriteOptions{Reason: reason, IdempotencyKey: idemKey})
 	if err != nil {
-		return err
-	}
-	if a.status != 200 {
-		return c.statusError(a, "lift "+key+from)
+		return c.fail(err, "DELETE", "lift "+key+from)
 	}
 	if asJSON {
-		return compactLine(env.stdout, a.body)
-	}
-	var lifted struct {
-		Key    string `json:"key"`
-		ID     string `json:"id"`
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(a.body, &lifted); err != nil {
-		return &exitError{exitFailure, fmt.Errorf("lift: unexpected answer from the server: %v", err)}
+		return compactLine(env.stdout, lifted.Raw)
 	}
 	status := lifted.Status
 	if status == "duplicate" {

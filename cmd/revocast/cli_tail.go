@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/sse"
 )
@@ -57,72 +58,6 @@ func cmdTail(ctx context.Context, args []string, env cliEnv) error {
 	if err := c.setup(fs, env); err != nil {
 		return err
 	}
-	live := !all && from == ""
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Everything below runs on the Client's Run goroutine (hooks and the
-	// handler alike), so these need no lock.
-	var (
-		head      string // the last synced head: where to resume when no event came yet
-		fatal     error
-		connected bool
-	)
-	streamURL := c.endpoint("/v1/events", nil)
-	opts := []sse.ClientOption{
-		// no overall timeout: the stream is meant to stay open
-		sse.WithHTTPClient(&http.Client{Transport: c.transport, CheckRedirect: c.client.CheckRedirect}),
-		sse.WithIdleTimeout(tailIdleTimeout),
-		sse.WithRequestHook(func(req *http.Request) {
-			c.authorize(req)
-			if req.Header.Get("Last-Event-ID") != "" {
-				return // the Client resumes after the last event it saw
-			}
-			switch {
-			case head != "":
-				// connected before but no event came since: resume at the
-				// head of that connection, not at a new "now", or whatever
-				// happened in between would be lost
-				req.Header.Set("Last-Event-ID", head)
-			case live:
-				q := req.URL.Query()
-				q.Set("last_event_id", "now")
-				req.URL.RawQuery = q.Encode()
-			}
-		}),
-		sse.WithConnectHook(func(string) {
-			if connected {
-				fmt.Fprintf(env.stderr, "tail: reconnected to %s\n", c.base.Redacted())
-			}
-			connected = true
-		}),
-		sse.WithDisconnectHook(func(_ string, err error) {
-			if runCtx.Err() != nil || err == nil {
-				return
-			}
-			var se *sse.StatusError
-			if errors.As(err, &se) {
-				a := &apiAnswer{status: se.StatusCode, header: http.Header{}}
-				switch se.StatusCode {
-				case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest, http.StatusNotFound:
-					fatal = c.statusError(a, "tail")
-					if se.StatusCode == http.StatusNotFound {
-						fatal = &exitError{exitFailure, fmt.Errorf("tail: no event stream at %s: check --server", redactURL(streamURL))}
-					}
-					cancel()
-					return
-				}
-			}
-			fmt.Fprintf(env.stderr, "tail: %s; reconnecting\n", printable(strings.TrimPrefix(err.Error(), "sse: ")))
-		}),
-	}
-	if from != "" {
-		opts = append(opts, sse.WithLastEventID(from))
-	}
-	client, err := sse.NewClient([]string{streamURL}, opts...)
-	if err != nil {
-		return usageErr("tail: %v", err)
-	}
 	what := "new events"
 	switch {
 	case all:
@@ -130,24 +65,34 @@ func cmdTail(ctx context.Context, args []string, env cliEnv) error {
 	case from != "":
 		what = "events after " + from
 	}
-	fmt.Fprintf(env.stderr, "tail: following %s: %s (Ctrl-C to stop)\n", c.base.Redacted(), what)
+	where := c.cl.BaseURL()
+	fmt.Fprintf(env.stderr, "tail: following %s: %s (Ctrl-C to stop)\n", where, what)
 
-	err = client.Run(runCtx, func(ev sse.Event) error {
-		if ev.Type == events.TypeSynced {
-			var s events.Synced
-			if json.Unmarshal(ev.Data, &s) == nil && s.Head != "" {
-				head = s.Head
+	err = c.cl.Tail(ctx, client.TailOptions{
+		From:        from,
+		All:         all,
+		IdleTimeout: tailIdleTimeout,
+		OnConnect: func(reconnected bool) {
+			if reconnected {
+				fmt.Fprintf(env.stderr, "tail: reconnected to %s\n", where)
 			}
-		}
+		},
+		OnDisconnect: func(err error) {
+			fmt.Fprintf(env.stderr, "tail: %s; reconnecting\n", printable(strings.TrimPrefix(err.Error(), "sse: ")))
+		},
+	}, func(ev sse.Event) error {
 		if asJSON {
 			return printEventJSON(env.stdout, ev)
 		}
 		return printEventLine(env.stdout, ev, time.Now())
 	})
+	var ae *client.Error
 	switch {
-	case fatal != nil:
-		return fatal
-	case ctx.Err() != nil:
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		return &exitError{exitFailure, fmt.Errorf("tail: no event stream at %s: check --server", redactURL(c.cl.URL("/v1/events", nil)))}
+	case errors.As(err, &ae):
+		return c.statusError(ae, "tail")
+	case err == nil:
 		return nil // Ctrl-C: the normal end
 	}
 	return &exitError{exitFailure, fmt.Errorf("tail: %v", err)}

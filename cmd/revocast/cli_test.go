@@ -23,6 +23,7 @@ import (
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil/inprocess"
+	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -74,6 +75,8 @@ type cliCmd struct {
 	// hang is how long one command may run before the test calls it hung
 	// (60s unless set): a bound on a hang, not on speed.
 	hang time.Duration
+	// bulkHook adjusts revoke --jti-file's client.Bulk and progress display.
+	bulkHook func(*client.Bulk, *bulkProgress)
 }
 
 func newCLI(t *testing.T, server string) *cliCmd {
@@ -108,7 +111,7 @@ func (c *cliCmd) start(ctx context.Context, stdout, stderr *syncBuffer, args ...
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	env := cliEnv{getenv: c.getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	env := cliEnv{getenv: c.getenv, stdin: stdin, stdout: stdout, stderr: stderr, bulkHook: c.bulkHook}
 	code := exitCode(dispatch(ctx, args, env), stderr)
 	return cliRun{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
@@ -793,7 +796,7 @@ func TestConnSetup(t *testing.T) {
 		if err := c.setup(fs, env); err != nil {
 			t.Fatalf("%s: %v", tc.server, err)
 		}
-		if got := c.endpoint("/v1/revocations", nil); got != tc.want {
+		if got := c.cl.URL("/v1/revocations", nil); got != tc.want {
 			t.Errorf("%s: endpoint %s, want %s", tc.server, got, tc.want)
 		}
 		if (tc.warn == "") != (stderr.Len() == 0) || !strings.Contains(stderr.String(), tc.warn) {

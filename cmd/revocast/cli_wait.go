@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/revocast/revocast/pkg/client"
 )
 
 // defaultWait is how long revoke --wait waits without a value.
@@ -47,29 +50,14 @@ func (w *waitFlag) Set(s string) error {
 	return nil
 }
 
-// agentRef names an agent in an enforcement.
-type agentRef struct {
-	Name     string `json:"name"`
-	Instance string `json:"instance"`
-	Node     string `json:"node"`
-}
-
-func (a agentRef) String() string {
+func agentString(a client.AgentRef) string {
 	return printable(a.Name) + " (instance " + printable(a.Instance) + " on " + printable(a.Node) + ")"
-}
-
-// enforcementAnswer is the enforcement of GET /v1/revocations/{key}.
-type enforcementAnswer struct {
-	Agents        int        `json:"agents"`
-	Applied       int        `json:"applied"`
-	LastAppliedAt *time.Time `json:"last_applied_at,omitempty"`
-	Pending       []agentRef `json:"pending"`
 }
 
 // waitResult is what revoke --wait --json prints after the revocation.
 type waitResult struct {
 	Enforced bool `json:"enforced"`
-	enforcementAnswer
+	client.Enforcement
 	Milliseconds int64 `json:"ms"`
 }
 
@@ -78,60 +66,48 @@ type waitResult struct {
 // stderr when the count changes and the outcome to stdout; "not
 // everywhere" is an exitNotEnforced error naming the pending agents.
 func waitEnforced(ctx context.Context, c *apiConn, env cliEnv, key string, timeout time.Duration, start time.Time, asJSON bool) error {
-	deadline := start.Add(timeout)
 	last := ""
-	var e enforcementAnswer
-	for {
-		a, err := c.do(ctx, "GET", "/v1/revocations/"+key, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		if a.status != 200 {
-			return c.statusError(a, "revoke --wait: read the enforcement of "+key)
-		}
-		var body struct {
-			Enforcement *enforcementAnswer `json:"enforcement"`
-		}
-		if err := json.Unmarshal(a.body, &body); err != nil || body.Enforcement == nil {
-			return &exitError{exitFailure, fmt.Errorf("revoke --wait: the server does not report enforcement (an older broadcaster?)")}
-		}
-		e = *body.Enforcement
-		done := len(e.Pending) == 0
-		if !done && time.Now().Before(deadline) {
+	e, err := c.cl.WaitEnforced(ctx, key, client.WaitOptions{
+		Deadline: start.Add(timeout),
+		Poll:     waitPoll,
+		OnProgress: func(e client.Enforcement) {
 			if p := progressLine(e); p != last {
 				fmt.Fprintln(env.stderr, p)
 				last = p
 			}
-			select {
-			case <-ctx.Done():
-				return &exitError{exitFailure, fmt.Errorf("revoke --wait: %w", errInterrupted)}
-			case <-time.After(min(waitPoll, time.Until(deadline))):
-			}
-			continue
-		}
-		ms := time.Since(start).Milliseconds()
-		if asJSON {
-			b, _ := json.Marshal(waitResult{Enforced: done, enforcementAnswer: e, Milliseconds: ms})
-			fmt.Fprintf(env.stdout, "%s\n", b)
-		} else {
-			fmt.Fprintf(env.stdout, "enforced by %d of %d agents in %d ms\n", e.Applied, e.Agents, ms)
-		}
-		if done {
-			return nil
-		}
-		return &exitError{exitNotEnforced, fmt.Errorf("not enforced everywhere within %v: %d of %d agents have not applied it: %s",
-			timeout, len(e.Pending), e.Agents, pendingList(e.Pending))}
+		},
+	})
+	switch {
+	case errors.Is(err, client.ErrNoEnforcement):
+		return &exitError{exitFailure, fmt.Errorf("revoke --wait: the server does not report enforcement (an older broadcaster?)")}
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return &exitError{exitFailure, fmt.Errorf("revoke --wait: %w", errInterrupted)}
+	case err != nil:
+		return c.fail(err, "GET", "revoke --wait: read the enforcement of "+key)
 	}
+	done := e.Done()
+	ms := time.Since(start).Milliseconds()
+	if asJSON {
+		b, _ := json.Marshal(waitResult{Enforced: done, Enforcement: *e, Milliseconds: ms})
+		fmt.Fprintf(env.stdout, "%s\n", b)
+	} else {
+		fmt.Fprintf(env.stdout, "enforced by %d of %d agents in %d ms\n", e.Applied, e.Agents, ms)
+	}
+	if done {
+		return nil
+	}
+	return &exitError{exitNotEnforced, fmt.Errorf("not enforced everywhere within %v: %d of %d agents have not applied it: %s",
+		timeout, len(e.Pending), e.Agents, pendingList(e.Pending))}
 }
 
-func progressLine(e enforcementAnswer) string {
+func progressLine(e client.Enforcement) string {
 	return "waiting: " + strconv.Itoa(e.Applied) + " of " + strconv.Itoa(e.Agents) + " agents applied it; pending: " + pendingList(e.Pending)
 }
 
-func pendingList(p []agentRef) string {
+func pendingList(p []client.AgentRef) string {
 	names := make([]string, len(p))
 	for i, a := range p {
-		names[i] = a.String()
+		names[i] = agentString(a)
 	}
 	return strings.Join(names, ", ")
 }

@@ -17,6 +17,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/revocast/revocast/pkg/client"
 )
 
 func main() {
@@ -33,6 +35,9 @@ type cliEnv struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// bulkHook, when set, adjusts revoke --jti-file's client.Bulk and
+	// progress display before the run (tests shorten the timings).
+	bulkHook func(*client.Bulk, *bulkProgress)
 }
 
 // exitError carries the exit code a command wants.

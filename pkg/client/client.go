@@ -357,7 +357,7 @@ func errorOf(method, path string, r *Response) *Error {
 		}
 	}
 	e := &Error{Method: method, Path: path, Status: r.Status, Message: msg, Field: printable(body.Field),
-		RetryAfter: parseRetryAfter(r.Header.Get("Retry-After"), time.Now()), Body: r.Body}
+		RetryAfter: parseRetryAfter(r.Header.Get("Retry-After"), time.Now()), Header: r.Header, Body: r.Body}
 	if r.Status >= 300 && r.Status < 400 {
 		e.Location = printable(r.Header.Get("Location"))
 	}

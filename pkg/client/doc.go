@@ -1,12 +1,15 @@
 // Package client is the Go client of the revocast broadcaster's HTTP API.
 //
-// A Client posts revocations (Revoke, RevokeBatch, RevokeToken), lifts them
-// (Lift), reads them (Get, List, All) and follows the event stream (Tail).
+// A Client posts revocations (Revoke, RevokeBatch, RevokeRaw), lifts them
+// (Lift by key, LiftMatching by matchers), reads them (Get, List, All),
+// waits until the connected agents applied one (WaitEnforced: revoke
+// --wait) and follows the event stream (Tail, which reconnects and resumes
+// after the last event id).
 // Requests and answers are the types of package events; an answer that is
 // not a success is an *Error that keeps the server's message and the name
 // of the field at fault, and matches sentinel errors with errors.Is:
 //
-//	res, err := c.Revoke(ctx, events.Revocation{Sub: "alice"}, client.RevokeOptions{})
+//	res, err := c.Revoke(ctx, events.Revocation{Sub: "alice"}, client.WriteOptions{})
 //	switch {
 //	case errors.Is(err, client.ErrUnauthorized): // 401: check the token
 //	case errors.As(err, &apiErr) && apiErr.Field != "": // 400 on one field
@@ -17,11 +20,13 @@
 // retried write is stored once; without a key only answers that prove
 // nothing was stored (429, 503 before the write) are retried. Bulk sends a
 // large number of jtis in batches, several in flight, each retried with its
-// own key; its timings are fields.
+// own key; its timings are fields, and a Checkpoint resumes an interrupted
+// run.
 //
 // The revocast command-line client (cmd/revocast) is built on this package;
 // Go programs that revoke tokens (an identity provider's logout, an admin
 // tool) can use it the same way. It does not depend on NATS.
 //
-// A Client is safe for concurrent use by multiple goroutines.
+// A Client is safe for concurrent use by multiple goroutines. A Bulk is
+// configured, then run once at a time.
 package client

@@ -34,8 +34,10 @@ type Error struct {
 	RetryAfter time.Duration
 	// Location is the Location header of a redirect.
 	Location string
-	// Body is the answer's body (bounded), for callers that want more.
-	Body []byte
+	// Header and Body are the answer's (the body bounded), for callers
+	// that want more.
+	Header http.Header
+	Body   []byte
 }
 
 func (e *Error) Error() string {
