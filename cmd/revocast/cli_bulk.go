@@ -274,14 +274,13 @@ type bulkBatch struct {
 
 // batcher cuts the file into batches.
 type batcher struct {
-	jr        *jtiReader
-	runID     string
-	size      int
-	itemHead  []byte // `{"jti":`
-	itemTail  []byte // the shared fields and `}`
-	maxItem   int    // the largest an encoded item can be
-	maxBody   int
-	pendingIn bool
+	jr       *jtiReader
+	runID    string
+	size     int
+	itemHead []byte // `{"jti":`
+	itemTail []byte // the shared fields and `}`
+	maxItem  int    // the largest an encoded item can be
+	maxBody  int
 }
 
 func newBatcher(jr *jtiReader, runID string, size int, shared map[string]string) *batcher {

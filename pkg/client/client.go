@@ -387,21 +387,3 @@ func printable(s string) string {
 }
 
 func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
-
-// call sends a request and decodes a successful answer into out (unless
-// nil); other answers are *Error.
-func (c *Client) call(ctx context.Context, req Request, out any) (*Response, error) {
-	resp, err := c.Do(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	if err := AsError(req.Method, req.Path, resp); err != nil {
-		return resp, err
-	}
-	if out != nil {
-		if err := json.Unmarshal(resp.Body, out); err != nil {
-			return resp, fmt.Errorf("client: %s %s: unexpected answer: %w", req.Method, req.Path, err)
-		}
-	}
-	return resp, nil
-}

@@ -112,8 +112,7 @@ type clientConfig struct {
 	onActivity   func(time.Time)
 	maxDelay     time.Duration // caps every delay; 0: no such cap
 	startIndex   int           // < 0: random; tests pin it
-	// sleep waits d or until ctx is done (false); tests record the delays
-	// the client chooses without waiting them out.
+	// sleep waits d or until ctx is done (false).
 	sleep func(ctx context.Context, d time.Duration) bool
 }
 
@@ -226,12 +225,6 @@ func WithActivityHook(f func(time.Time)) ClientOption {
 // observable.
 func withStartIndex(i int) ClientOption {
 	return func(cfg *clientConfig) { cfg.startIndex = i }
-}
-
-// withSleep replaces the wait between attempts; tests use it to see the
-// delays the client chooses.
-func withSleep(f func(ctx context.Context, d time.Duration) bool) ClientOption {
-	return func(cfg *clientConfig) { cfg.sleep = f }
 }
 
 // Client follows an event stream served at one or more equivalent URLs,
