@@ -1174,13 +1174,13 @@ func setEnv(t *testing.T, prog *program, env map[string]string) {
 // only that goroutine.
 type asyncTB struct{ testing.TB }
 
-func (a asyncTB) Fatal(args ...any) { a.TB.Helper(); a.TB.Error(args...); runtime.Goexit() }
+func (a asyncTB) Fatal(args ...any) { a.Helper(); a.Error(args...); runtime.Goexit() }
 func (a asyncTB) Fatalf(format string, args ...any) {
-	a.TB.Helper()
-	a.TB.Errorf(format, args...)
+	a.Helper()
+	a.Errorf(format, args...)
 	runtime.Goexit()
 }
-func (a asyncTB) FailNow() { a.TB.Fail(); runtime.Goexit() }
+func (a asyncTB) FailNow() { a.Fail(); runtime.Goexit() }
 
 // startAll starts the invocations at once (a cluster's first node is not
 // ready without the others) and returns once each listens.

@@ -175,14 +175,14 @@ func (p *poster) post(ctx context.Context, jti string, first int) bool {
 			continue
 		}
 		resp.Body.Close()
-		switch {
-		case resp.StatusCode == 200 || resp.StatusCode == 201:
+		switch resp.StatusCode {
+		case 200, 201:
 			p.mu.Lock()
 			p.acked = append(p.acked, jti)
 			p.ackedAt[jti] = time.Now()
 			p.mu.Unlock()
 			return true
-		case resp.StatusCode == 503:
+		case 503:
 			if resp.Header.Get("Retry-After") == "" {
 				p.t.Errorf("503 without Retry-After from %s", n.name)
 			}

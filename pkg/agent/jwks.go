@@ -85,11 +85,11 @@ func jwkVerifyKey(key any, m jwkset.JWKMarshal) (*verifyKey, error) {
 	if m.USE != "" && m.USE != jwkset.UseSig {
 		return nil, fmt.Errorf("use %q: only signature keys verify tokens", string(m.USE))
 	}
-	switch key.(type) {
+	switch k := key.(type) {
 	case []byte:
 		return nil, errors.New("symmetric keys do not belong in a published key set")
 	case crypto.Signer: // a private JWK: its public half
-		key = key.(crypto.Signer).Public()
+		key = k.Public()
 	}
 	if err := checkKey(key); err != nil {
 		return nil, err

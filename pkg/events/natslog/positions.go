@@ -62,11 +62,17 @@ func ValidPositionKey(k string) bool {
 	}
 	for i := 0; i < len(k); i++ {
 		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if !positionKeyByte(c) {
 			return false
 		}
 	}
 	return true
+}
+
+// positionKeyByte reports whether c may appear in a position key: an ASCII
+// letter or digit, '-' or '_'.
+func positionKeyByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 // PutAll writes the records in one asynchronous burst and waits for every
