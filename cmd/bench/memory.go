@@ -195,7 +195,7 @@ func (r *runner) runMemoryAgent(ctx context.Context) error {
 	select {
 	case <-a.ReadyChan():
 	case err := <-ended:
-		return fmt.Errorf("the agent stopped before it was ready: %v", err)
+		return fmt.Errorf("the agent stopped before it was ready: %w", err)
 	case <-ctx.Done():
 		cancel()
 		<-ended

@@ -222,7 +222,7 @@ func (c *apiConn) readToken(fs *envflag.Set, env cliEnv) error {
 	case c.tokenFile != "" && (fileOnCommandLine || envToken == ""):
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {
-			return &exitError{exitAuth, fmt.Errorf("token file: %v", err)}
+			return &exitError{exitAuth, fmt.Errorf("token file: %w", err)}
 		}
 		token, c.tokenFrom = strings.TrimSpace(string(b)), "the token file "+c.tokenFile
 		if token == "" {
@@ -290,7 +290,7 @@ func (c *apiConn) do(ctx context.Context, method, path string, q url.Values, bod
 	}
 	req, err := http.NewRequestWithContext(rctx, method, c.endpoint(path, q), rd)
 	if err != nil {
-		return nil, &exitError{exitUsage, fmt.Errorf("build request: %v", err)}
+		return nil, &exitError{exitUsage, fmt.Errorf("build request: %w", err)}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -330,7 +330,7 @@ func (c *apiConn) transportError(ctx, rctx context.Context, method string, err e
 	case rctx.Err() != nil:
 		return &exitError{exitFailure, fmt.Errorf("%s %s: no answer within %v (--timeout)", method, where, c.timeout)}
 	}
-	return &exitError{exitFailure, fmt.Errorf("cannot reach the broadcaster at %s: %v", where, err)}
+	return &exitError{exitFailure, fmt.Errorf("cannot reach the broadcaster at %s: %w", where, err)}
 }
 
 // apiErrorBody is the JSON body of the broadcaster's error answers.
@@ -425,7 +425,7 @@ func writeJSONLine(w io.Writer, v any) error {
 func compactLine(w io.Writer, raw []byte) error {
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
-		return fmt.Errorf("the server sent malformed JSON: %v", err)
+		return fmt.Errorf("the server sent malformed JSON: %w", err)
 	}
 	buf.WriteByte('\n')
 	_, err := w.Write(buf.Bytes())

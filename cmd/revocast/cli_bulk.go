@@ -154,7 +154,7 @@ func writeState(path string, st *bulkState) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("write state file: %v", err)
+		return fmt.Errorf("write state file: %w", err)
 	}
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
@@ -168,7 +168,7 @@ func writeState(path string, st *bulkState) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write state file: %v", err)
+		return fmt.Errorf("write state file: %w", err)
 	}
 	return nil
 }
@@ -234,7 +234,7 @@ func (jr *jtiReader) next() (string, error) {
 		case err == io.EOF:
 			jr.eof = true
 		case err != nil:
-			return "", fmt.Errorf("read line %d: %v", jr.line+1, err)
+			return "", fmt.Errorf("read line %d: %w", jr.line+1, err)
 		}
 		if len(raw) == 0 {
 			continue
@@ -306,7 +306,7 @@ func (bt *batcher) next() (*bulkBatch, error) {
 	body = append(body, `{"revocations":[`...)
 	for b.items < bt.size && len(body)+bt.maxItem+2 <= bt.maxBody {
 		jti, err := bt.jr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -441,7 +441,7 @@ func countJTIs(path string) int64 {
 	var n int64
 	for {
 		if _, err := jr.next(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return n
 			}
 			return -1
@@ -523,7 +523,7 @@ func (b *bulkBatch) record(body []byte, what string) error {
 		Failed     int64 `json:"failed"`
 	}
 	if err := json.Unmarshal(body, &a); err != nil {
-		return &exitError{exitFailure, fmt.Errorf("%s: unexpected answer from the server: %v", what, err)}
+		return &exitError{exitFailure, fmt.Errorf("%s: unexpected answer from the server: %w", what, err)}
 	}
 	if len(a.Revocations) != b.items || a.Failed != 0 || a.Created+a.Duplicates+a.Expired != int64(b.items) {
 		return &exitError{exitFailure, fmt.Errorf("%s: the server acknowledged %d created, %d duplicate, %d expired, %d failed of %d items",
@@ -672,7 +672,7 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 		for {
 			b, err := bt.next()
 			if err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					readErr = err
 				}
 				return

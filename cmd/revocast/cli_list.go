@@ -97,7 +97,7 @@ func cmdList(ctx context.Context, args []string, env cliEnv) error {
 			Next        string            `json:"next"`
 		}
 		if err := json.Unmarshal(a.body, &answer); err != nil {
-			return &exitError{exitFailure, fmt.Errorf("list: unexpected answer from the server: %v", err)}
+			return &exitError{exitFailure, fmt.Errorf("list: unexpected answer from the server: %w", err)}
 		}
 		for _, raw := range answer.Revocations {
 			if asJSON {
@@ -108,7 +108,7 @@ func cmdList(ctx context.Context, args []string, env cliEnv) error {
 			}
 			var r events.Revocation
 			if err := json.Unmarshal(raw, &r); err != nil {
-				return &exitError{exitFailure, fmt.Errorf("list: unexpected revocation from the server: %v", err)}
+				return &exitError{exitFailure, fmt.Errorf("list: unexpected revocation from the server: %w", err)}
 			}
 			expires := "never"
 			if !r.ExpiresAt.IsZero() {

@@ -308,7 +308,7 @@ func cmdRevoke(ctx context.Context, args []string, env cliEnv) error {
 		}
 	}
 	if err := json.Unmarshal(a.body, &stored); err != nil {
-		return &exitError{exitFailure, fmt.Errorf("revoke: unexpected answer from the server: %v", err)}
+		return &exitError{exitFailure, fmt.Errorf("revoke: unexpected answer from the server: %w", err)}
 	}
 	if !f.json {
 		if err := printStored(env.stdout, &stored.Revocation, stored.Status, time.Now()); err != nil {
@@ -484,7 +484,7 @@ func cmdLift(ctx context.Context, args []string, env cliEnv) error {
 		Status string `json:"status"`
 	}
 	if err := json.Unmarshal(a.body, &lifted); err != nil {
-		return &exitError{exitFailure, fmt.Errorf("lift: unexpected answer from the server: %v", err)}
+		return &exitError{exitFailure, fmt.Errorf("lift: unexpected answer from the server: %w", err)}
 	}
 	status := lifted.Status
 	if status == "duplicate" {

@@ -332,7 +332,7 @@ func (a *Authenticator) AuthenticateToken(token string) (Principal, error) {
 	if a.jwt != nil && looksLikeJWT(token) {
 		p, err := a.jwt.VerifyOperator(token)
 		if err != nil {
-			return Principal{}, fmt.Errorf("%w: %v", ErrInvalidCredentials, err)
+			return Principal{}, fmt.Errorf("%w: %v", ErrInvalidCredentials, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		}
 		return p, nil
 	}

@@ -267,7 +267,7 @@ func NewClient(urls []string, opts ...ClientOption) (*Client, error) {
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
-			return nil, fmt.Errorf("sse: stream URL #%d: %w: %v", i, ErrInvalidURL, err)
+			return nil, fmt.Errorf("sse: stream URL #%d: %w: %v", i, ErrInvalidURL, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("sse: stream URL #%d %q: %w: want an absolute http or https URL", i, u.Redacted(), ErrInvalidURL)
@@ -564,7 +564,7 @@ func (c *Client) attempt(ctx context.Context, idx int, handle func(Event) error,
 			case errors.Is(context.Cause(connCtx), ErrIdleTimeout):
 				out.err = fmt.Errorf("sse: %s: nothing received for %v: %w", shown, c.cfg.idleTimeout, ErrIdleTimeout)
 				log.Warn("sse: stream idle, reconnecting", "idle", c.cfg.idleTimeout)
-			case err == io.EOF:
+			case errors.Is(err, io.EOF):
 				out.err = fmt.Errorf("sse: stream from %s ended: %w", shown, io.EOF)
 				log.Info("sse: stream ended")
 			default:
