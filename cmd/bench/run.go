@@ -301,7 +301,7 @@ func machineInfo() Machine {
 func loadAverage() [3]float64 {
 	var l [3]float64
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscanf(string(b), "%f %f %f", &l[0], &l[1], &l[2])
+		_, _ = fmt.Sscanf(string(b), "%f %f %f", &l[0], &l[1], &l[2])
 	}
 	return l
 }

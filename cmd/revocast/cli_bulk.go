@@ -344,7 +344,7 @@ func (l *lockedWriter) message(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.bar {
-		io.WriteString(l.w, "\r\x1b[K")
+		_, _ = io.WriteString(l.w, "\r\x1b[K")
 		l.bar = false
 	}
 	fmt.Fprintf(l.w, format, a...)
@@ -414,10 +414,10 @@ func (p *bulkProgress) render(final bool) {
 	} else {
 		line = fmt.Sprintf("\r%d jtis  %.0f/s\x1b[K", done, rate)
 	}
-	io.WriteString(p.out.w, line)
+	_, _ = io.WriteString(p.out.w, line)
 	p.out.bar = true
 	if final {
-		io.WriteString(p.out.w, "\n")
+		_, _ = io.WriteString(p.out.w, "\n")
 		p.out.bar = false
 	}
 }
