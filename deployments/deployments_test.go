@@ -2669,7 +2669,7 @@ func TestLocalClusterScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case <-exited: //nolint:errcheck // interrupted on purpose
 	case <-time.After(30 * time.Second):
 		t.Fatal("local-cluster.sh still runs 30s after SIGINT")
 	}

@@ -154,7 +154,7 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 			}
 			err = s.Start(context.Background())
 			if err == nil {
-				s.Shutdown(context.Background())
+				_ = s.Shutdown(context.Background())
 				t.Fatal("started on a public address without credentials")
 			}
 			if !errors.Is(err, ErrInsecure) {
@@ -182,7 +182,7 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 			if err := s.Start(context.Background()); err != nil {
 				t.Fatalf("start: %v", err)
 			}
-			s.Shutdown(context.Background())
+			_ = s.Shutdown(context.Background())
 		})
 	}
 }

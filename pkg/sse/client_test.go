@@ -158,7 +158,7 @@ func startClient(t *testing.T, urls []string, handle func(Event) error, opts ...
 	}()
 	t.Cleanup(func() {
 		cancel()
-		r.wait(t)
+		_ = r.wait(t)
 	})
 	return r
 }
