@@ -3,6 +3,7 @@ package deployments_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -136,7 +137,12 @@ func TestLocalClusterScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case err := <-exited:
+		// The script's INT trap exits 130 after stopping the nodes.
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Errorf("local-cluster.sh after SIGINT: %v, want exit status 130", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("local-cluster.sh still runs 30s after SIGINT")
 	}

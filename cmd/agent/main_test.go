@@ -281,7 +281,7 @@ func get(t *testing.T, u, tok string) (int, *http.Response) {
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, resp
 }

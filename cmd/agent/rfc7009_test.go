@@ -42,7 +42,7 @@ func TestRevokeByTokenThenAgentDenies(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var r struct{ Head string }
-		json.NewDecoder(resp.Body).Decode(&r)
+		_ = json.NewDecoder(resp.Body).Decode(&r)
 		return r.Head
 	}
 	before := head()

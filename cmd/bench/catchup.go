@@ -52,7 +52,7 @@ func (r *runner) runCatchup(ctx context.Context) error {
 	for synced.Load() == 0 {
 		select {
 		case <-s.done:
-			return fmt.Errorf("the stream ended after %d events, before synced: %v", s.events.Load(), s.err)
+			return fmt.Errorf("the stream ended after %d events, before synced: %w", s.events.Load(), s.err)
 		case <-ctx.Done():
 			return fmt.Errorf("%d events read, no synced yet: %w", s.events.Load(), ctx.Err())
 		case <-time.After(time.Millisecond):

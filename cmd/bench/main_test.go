@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -207,7 +208,7 @@ func TestReadEvents(t *testing.T) {
 	err := readEvents(bufio.NewReaderSize(iotestOneByte{strings.NewReader(stream)}, 64), func(seq uint64) {
 		seqs = append(seqs, seq)
 	}, func() { synced++ })
-	if err != io.EOF {
+	if !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
 	if len(seqs) != 2 || seqs[0] != 1 || seqs[1] != 42 || synced != 1 {

@@ -195,10 +195,10 @@ func (r *runner) runMemoryAgent(ctx context.Context) error {
 	select {
 	case <-a.ReadyChan():
 	case err := <-ended:
-		return fmt.Errorf("the agent stopped before it was ready: %v", err)
+		return fmt.Errorf("the agent stopped before it was ready: %w", err)
 	case <-ctx.Done():
 		cancel()
-		<-ended
+		<-ended //nolint:errcheck // we stopped it; its error says nothing new
 		return fmt.Errorf("the agent was not ready (%d revocations applied): %w", a.Stats().Revokes, ctx.Err())
 	}
 	res.ReadySeconds = time.Since(start).Seconds()
@@ -209,7 +209,7 @@ func (r *runner) runMemoryAgent(ctx context.Context) error {
 	runtime.KeepAlive(a)
 	cancel()
 	select {
-	case <-ended:
+	case <-ended: //nolint:errcheck // we stopped it; only the return matters
 	case <-time.After(10 * time.Second):
 		return errors.New("the agent's Run did not return within 10s of its context ending")
 	}

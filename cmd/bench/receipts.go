@@ -170,7 +170,7 @@ func (r *runner) runReceipts(ctx context.Context) error {
 			s := subs[i]
 			select {
 			case <-s.done:
-				return 0, 0, nil, nil, fmt.Errorf("a subscriber disconnected: %v", s.err)
+				return 0, 0, nil, nil, fmt.Errorf("a subscriber disconnected: %w", s.err)
 			default:
 			}
 			if s.last.Load() >= last && (!withReports || logs[i].upTo.Load() >= last) {

@@ -185,9 +185,7 @@ func (r *runner) finish(err error) (*Results, error) {
 	r.res.Finished = time.Now().UTC()
 	r.res.Machine.LoadEnd = loadAverage()
 	if err != nil {
-		for _, e := range strings.Split(err.Error(), "\n") {
-			r.res.Errors = append(r.res.Errors, e)
-		}
+		r.res.Errors = append(r.res.Errors, strings.Split(err.Error(), "\n")...)
 	}
 	if len(r.res.Profiles) > 0 {
 		fmt.Fprintf(r.out, "\nbroadcaster profiles (go tool pprof -top %s FILE):\n", orDash(r.res.Broadcaster.Binary))
@@ -303,7 +301,7 @@ func machineInfo() Machine {
 func loadAverage() [3]float64 {
 	var l [3]float64
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscanf(string(b), "%f %f %f", &l[0], &l[1], &l[2])
+		_, _ = fmt.Sscanf(string(b), "%f %f %f", &l[0], &l[1], &l[2])
 	}
 	return l
 }

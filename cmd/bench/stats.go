@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Dist summarises durations, in milliseconds.
@@ -58,8 +57,6 @@ func fmtMs(v float64) string {
 		return strconv.FormatFloat(v, 'f', 2, 64) + " ms"
 	}
 }
-
-func fmtDur(d time.Duration) string { return fmtMs(float64(d) / 1e6) }
 
 // fmtInt writes n with thousands separators.
 func fmtInt(n int64) string {

@@ -275,7 +275,7 @@ func connectAll(ctx context.Context, host string, n int, o subOptions, base time
 			select {
 			case <-s.done:
 				if s.syncedAt.Load() == 0 {
-					firstErr = fmt.Errorf("a subscriber's stream ended before synced: %v", s.err)
+					firstErr = fmt.Errorf("a subscriber's stream ended before synced: %w", s.err)
 				}
 			default:
 			}

@@ -223,7 +223,7 @@ func (t *target) waitReady(ctx context.Context, c *http.Client, token string) er
 		if t.owned {
 			select {
 			case <-t.done:
-				return fmt.Errorf("the broadcaster exited before it was ready: %v\n%s", t.waitErr, t.logTail(20))
+				return fmt.Errorf("the broadcaster exited before it was ready: %w\n%s", t.waitErr, t.logTail(20))
 			default:
 			}
 		}

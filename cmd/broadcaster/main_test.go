@@ -169,7 +169,7 @@ func TestCurlFollowsTheStream(t *testing.T) {
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); follow.Wait() })
+	t.Cleanup(func() { cancel(); _ = follow.Wait() })
 	lines := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(out)

@@ -74,7 +74,7 @@ func startOperatorBroadcaster(t *testing.T) *operatorSetup {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	<-s.Ready()
 	o.base = "http://" + s.Addr()
 	return o
@@ -218,7 +218,7 @@ func TestOperatorStreamEnds(t *testing.T) {
 			t.Fatalf("ban: %d", code)
 		}
 		select {
-		case <-ended:
+		case <-ended: //nolint:errcheck // only the end matters
 		case <-time.After(time.Minute):
 			t.Fatal("the stream of a banned operator is still open after a minute")
 		}
@@ -228,7 +228,7 @@ func TestOperatorStreamEnds(t *testing.T) {
 		tok := o.jwt(t, "op-short", "s-1", time.Until(exp))
 		ended := open(tok)
 		select {
-		case <-ended:
+		case <-ended: //nolint:errcheck // only the end matters
 			if time.Now().Before(exp.Truncate(time.Second)) {
 				t.Fatal("the stream ended before the JWT expired")
 			}

@@ -29,10 +29,14 @@ func TestOperatorJWTRoleMatrix(t *testing.T) {
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	dir := t.TempDir()
 	pubFile := filepath.Join(dir, "operators.pem")
-	os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	readerKey, _ := auth.GenerateKey()
 	keysFile := filepath.Join(dir, "keys")
-	os.WriteFile(keysFile, []byte(auth.KeyLine("dashboard", auth.RoleReader, readerKey)+"\n"), 0o600)
+	if err := os.WriteFile(keysFile, []byte(auth.KeyLine("dashboard", auth.RoleReader, readerKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	sf, err := parseFlags([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--api-keys", keysFile,
 		"--auth-public-key", pubFile, "--auth-issuer", "https://sso.example", "--auth-audience", "revocast"},
@@ -54,7 +58,7 @@ func TestOperatorJWTRoleMatrix(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	<-s.Ready()
 	base := "http://" + s.Addr()
 

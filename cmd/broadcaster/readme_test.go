@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -41,7 +42,7 @@ func TestREADMECurlExamples(t *testing.T) {
 				// -f would hide bodies; check HTTP status via the body instead
 				cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail\n"+script)
 				out, err := cmd.CombinedOutput()
-				if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 124 && strings.Contains(script, "timeout 2 curl -N") {
+				if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 124 && strings.Contains(script, "timeout 2 curl -N") {
 					err = nil // the stream was still open: that is the point
 				}
 				if err != nil {

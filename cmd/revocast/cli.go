@@ -228,7 +228,7 @@ func (c *apiConn) readToken(fs *envflag.Set, env cliEnv) error {
 	case c.tokenFile != "" && (fileOnCommandLine || envToken == ""):
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {
-			return &exitError{exitAuth, fmt.Errorf("token file: %v", err)}
+			return &exitError{exitAuth, fmt.Errorf("token file: %w", err)}
 		}
 		token, c.tokenFrom = strings.TrimSpace(string(b)), "the token file "+c.tokenFile
 		if token == "" {
@@ -283,7 +283,7 @@ func (c *apiConn) fail(err error, method, what string) error {
 	case errors.As(err, &te) && te.Timeout:
 		return &exitError{exitFailure, fmt.Errorf("%s %s: no answer within %v (--timeout)", method, where, c.timeout)}
 	case errors.As(err, &te):
-		return &exitError{exitFailure, fmt.Errorf("cannot reach the broadcaster at %s: %v", where, te.Err)}
+		return &exitError{exitFailure, fmt.Errorf("cannot reach the broadcaster at %s: %w", where, te.Err)}
 	}
 	return &exitError{exitFailure, fmt.Errorf("%s: %w", what, err)}
 }
@@ -369,7 +369,7 @@ func writeJSONLine(w io.Writer, v any) error {
 func compactLine(w io.Writer, raw []byte) error {
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
-		return fmt.Errorf("the server sent malformed JSON: %v", err)
+		return fmt.Errorf("the server sent malformed JSON: %w", err)
 	}
 	buf.WriteByte('\n')
 	_, err := w.Write(buf.Bytes())

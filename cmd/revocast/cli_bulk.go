@@ -136,7 +136,7 @@ func writeState(path string, st *bulkState) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("write state file: %v", err)
+		return fmt.Errorf("write state file: %w", err)
 	}
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
@@ -150,7 +150,7 @@ func writeState(path string, st *bulkState) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write state file: %v", err)
+		return fmt.Errorf("write state file: %w", err)
 	}
 	return nil
 }
@@ -166,7 +166,7 @@ func (l *lockedWriter) message(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.bar {
-		io.WriteString(l.w, "\r\x1b[K")
+		_, _ = io.WriteString(l.w, "\r\x1b[K")
 		l.bar = false
 	}
 	fmt.Fprintf(l.w, format, a...)
@@ -233,10 +233,10 @@ func (p *bulkProgress) render(final bool) {
 	} else {
 		line = fmt.Sprintf("\r%d jtis  %.0f/s\x1b[K", done, rate)
 	}
-	io.WriteString(p.out.w, line)
+	_, _ = io.WriteString(p.out.w, line)
 	p.out.bar = true
 	if final {
-		io.WriteString(p.out.w, "\n")
+		_, _ = io.WriteString(p.out.w, "\n")
 		p.out.bar = false
 	}
 }
@@ -249,19 +249,22 @@ func percent(done, total int64) int64 {
 }
 
 // runBulk is revoke --jti-file.
-func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *revokeFlags, expires, now time.Time) error {
+// checkBulkFlags checks the flags of revoke --jti-file, and the fields its
+// revocations share as the server would, and returns the progress mode with
+// "auto" resolved.
+func checkBulkFlags(env cliEnv, f *revokeFlags, expires time.Time) (string, error) {
 	bf := &f.bulk
 	switch {
 	case f.m.jti != "" || f.m.sub != "" || f.m.kid != "" || len(f.m.claims) > 0 || f.m.ban || f.issuedBefore != "":
-		return usageErr("--jti-file revokes jtis: only --iss, --expires-at and --reason apply to every one of them")
+		return "", usageErr("--jti-file revokes jtis: only --iss, --expires-at and --reason apply to every one of them")
 	case f.idemKey != "":
-		return usageErr("--idempotency-key does not go with --jti-file: each batch gets its own, derived from the run")
+		return "", usageErr("--idempotency-key does not go with --jti-file: each batch gets its own, derived from the run")
 	case bf.batchSize < 1 || bf.batchSize > maxBatchSizeFlag:
-		return usageErr("--batch-size must be 1 to %d", maxBatchSizeFlag)
+		return "", usageErr("--batch-size must be 1 to %d", maxBatchSizeFlag)
 	case bf.concurrency < 1 || bf.concurrency > 8:
-		return usageErr("--concurrency must be 1 to 8")
+		return "", usageErr("--concurrency must be 1 to 8")
 	case bf.retries < 0 || bf.retries > 100:
-		return usageErr("--retries must be 0 to 100")
+		return "", usageErr("--retries must be 0 to 100")
 	}
 	mode := bf.progress
 	switch mode {
@@ -272,13 +275,22 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 		}
 	case "bar", "lines", "none":
 	default:
-		return usageErr("--progress %q: want auto, bar, lines or none", bf.progress)
+		return "", usageErr("--progress %q: want auto, bar, lines or none", bf.progress)
 	}
 	// The shared fields, checked as the server would.
 	probe := events.Revocation{JTI: "x", Iss: f.m.iss, Reason: f.reason, ExpiresAt: events.Time{Time: expires}}
 	if body, err := json.Marshal(&probe); err != nil {
-		return err
+		return "", err
 	} else if err := checkLocally(body); err != nil {
+		return "", err
+	}
+	return mode, nil
+}
+
+func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *revokeFlags, expires, now time.Time) error {
+	bf := &f.bulk
+	mode, err := checkBulkFlags(env, f, expires)
+	if err != nil {
 		return err
 	}
 
@@ -314,50 +326,8 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 	bulk := client.NewBulk(c.cl)
 	bulk.Retries, bulk.Concurrency = bf.retries, bf.concurrency
 	resumed := st != nil
-	if resumed {
-		if err := st.matches(f, statePath); err != nil {
-			return err
-		}
-		if st.BatchSize != bf.batchSize {
-			if flagGiven(fs, "batch-size") {
-				// The keys hold a digest of each batch, so this is safe; but
-				// a batch stored and not acknowledged before the
-				// interruption is not recognised, and is stored again.
-				out.message("revoke: resuming with --batch-size %d instead of the interrupted run's %d: what it had in flight may be stored a second time (the live state still holds each jti once)\n", bf.batchSize, st.BatchSize)
-				st.BatchSize = bf.batchSize
-			} else {
-				out.message("revoke: resuming with --batch-size %d, as the interrupted run\n", st.BatchSize)
-			}
-		}
-		bulk.Resume = &client.Checkpoint{Offset: st.Offset, Lines: st.Lines, Done: st.Done, PrefixSHA256: st.PrefixSHA256,
-			Created: st.Created, Duplicates: st.Duplicates, Expired: st.Expired}
-	} else {
-		st = &bulkState{
-			Version: bulkStateVersion, RunID: bulk.RunID, File: bf.file,
-			Iss: f.m.iss, Reason: f.reason, ExpiresAtArg: f.expiresAt, BatchSize: bf.batchSize,
-			PrefixSHA256: client.EmptyPrefixSHA256, StartedAt: now.UTC(),
-		}
-		if abs, err := filepath.Abs(bf.file); err == nil && bf.file != "-" {
-			st.File = abs
-		}
-		if !expires.IsZero() {
-			st.ExpiresAt = expires.UTC().Format(time.RFC3339Nano)
-		}
-		if statePath != "" {
-			// before the first batch, so that a crash during it resumes
-			// with the same run ID, hence the same idempotency keys
-			if err := writeState(statePath, st); err != nil {
-				return &exitError{exitFailure, err}
-			}
-		}
-	}
-	bulk.RunID, bulk.BatchSize, bulk.Iss, bulk.Reason = st.RunID, st.BatchSize, st.Iss, st.Reason
-	if st.ExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, st.ExpiresAt)
-		if err != nil {
-			return usageErr("state file %s is not a revocast resume state; delete it to start over", statePath)
-		}
-		bulk.ExpiresAt = t
+	if st, err = startBulk(fs, f, bulk, st, statePath, out, expires, now); err != nil {
+		return err
 	}
 	earlier := st.Done
 
@@ -444,6 +414,60 @@ func runBulk(ctx context.Context, env cliEnv, fs *envflag.Set, c *apiConn, f *re
 			res.Created, res.Duplicates, res.Expired, res.SkippedLines)
 	}
 	return nil
+}
+
+// startBulk prepares bulk for a run: it resumes the interrupted run whose
+// state st holds (after checking that the flags match it), or, when st is
+// nil, starts a new one and records it at statePath (unless ""). It returns
+// the run's state.
+func startBulk(fs *envflag.Set, f *revokeFlags, bulk *client.Bulk, st *bulkState, statePath string, out *lockedWriter, expires, now time.Time) (*bulkState, error) {
+	bf := &f.bulk
+	if st != nil {
+		if err := st.matches(f, statePath); err != nil {
+			return nil, err
+		}
+		if st.BatchSize != bf.batchSize {
+			if flagGiven(fs, "batch-size") {
+				// The keys hold a digest of each batch, so this is safe; but
+				// a batch stored and not acknowledged before the
+				// interruption is not recognised, and is stored again.
+				out.message("revoke: resuming with --batch-size %d instead of the interrupted run's %d: what it had in flight may be stored a second time (the live state still holds each jti once)\n", bf.batchSize, st.BatchSize)
+				st.BatchSize = bf.batchSize
+			} else {
+				out.message("revoke: resuming with --batch-size %d, as the interrupted run\n", st.BatchSize)
+			}
+		}
+		bulk.Resume = &client.Checkpoint{Offset: st.Offset, Lines: st.Lines, Done: st.Done, PrefixSHA256: st.PrefixSHA256,
+			Created: st.Created, Duplicates: st.Duplicates, Expired: st.Expired}
+	} else {
+		st = &bulkState{
+			Version: bulkStateVersion, RunID: bulk.RunID, File: bf.file,
+			Iss: f.m.iss, Reason: f.reason, ExpiresAtArg: f.expiresAt, BatchSize: bf.batchSize,
+			PrefixSHA256: client.EmptyPrefixSHA256, StartedAt: now.UTC(),
+		}
+		if abs, err := filepath.Abs(bf.file); err == nil && bf.file != "-" {
+			st.File = abs
+		}
+		if !expires.IsZero() {
+			st.ExpiresAt = expires.UTC().Format(time.RFC3339Nano)
+		}
+		if statePath != "" {
+			// before the first batch, so that a crash during it resumes
+			// with the same run ID, hence the same idempotency keys
+			if err := writeState(statePath, st); err != nil {
+				return nil, &exitError{exitFailure, err}
+			}
+		}
+	}
+	bulk.RunID, bulk.BatchSize, bulk.Iss, bulk.Reason = st.RunID, st.BatchSize, st.Iss, st.Reason
+	if st.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, st.ExpiresAt)
+		if err != nil {
+			return nil, usageErr("state file %s is not a revocast resume state; delete it to start over", statePath)
+		}
+		bulk.ExpiresAt = t
+	}
+	return st, nil
 }
 
 func batchWhat(firstLine int64) string { return fmt.Sprintf("batch at line %d", firstLine) }

@@ -276,7 +276,7 @@ func (f *fakeBatchAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.fail != nil {
 		if code := f.fail(f.posts, req.Revocations[0].JTI); code != 0 {
 			w.WriteHeader(code)
-			io.WriteString(w, `{"error":"not acknowledged"}`)
+			_, _ = io.WriteString(w, `{"error":"not acknowledged"}`)
 			return
 		}
 	}
@@ -292,7 +292,7 @@ func (f *fakeBatchAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer.Revocations = append(answer.Revocations, item{"created"})
 	}
 	w.WriteHeader(201)
-	json.NewEncoder(w).Encode(answer)
+	_ = json.NewEncoder(w).Encode(answer)
 }
 
 func newFakeBatchAPI(t *testing.T) (*fakeBatchAPI, string) {
@@ -424,7 +424,9 @@ func TestBulkRefusesChangedFile(t *testing.T) {
 		t.Errorf("changed file: %s", r.stderr)
 	}
 	// a corrupt state file is refused too
-	os.WriteFile(file+".progress", []byte("{"), 0o600)
+	if err := os.WriteFile(file+".progress", []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := cli.fails(exitUsage, "revoke", "--jti-file", file); !strings.Contains(r.stderr, "delete it to start over") {
 		t.Errorf("corrupt state: %s", r.stderr)
 	}
@@ -454,7 +456,9 @@ func TestBulkInputFormat(t *testing.T) {
 	}
 	// an empty file is done at once
 	empty := filepath.Join(t.TempDir(), "empty")
-	os.WriteFile(empty, []byte("# nothing\n"), 0o644)
+	if err := os.WriteFile(empty, []byte("# nothing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if r := cli.ok("revoke", "--jti-file", empty); !strings.Contains(r.stdout, "done: 0 jtis") {
 		t.Errorf("empty file: %s", r.stdout)
 	}
@@ -562,7 +566,7 @@ func BenchmarkBulkBatchAPI(b *testing.B) {
 					b.Error(err)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 201 {
 					b.Errorf("status %d", resp.StatusCode)

@@ -95,7 +95,7 @@ func cmdTail(ctx context.Context, args []string, env cliEnv) error {
 	case err == nil:
 		return nil // Ctrl-C: the normal end
 	}
-	return &exitError{exitFailure, fmt.Errorf("tail: %v", err)}
+	return &exitError{exitFailure, fmt.Errorf("tail: %w", err)}
 }
 
 func printEventJSON(w io.Writer, ev sse.Event) error {
@@ -122,7 +122,7 @@ func printEventLine(w io.Writer, ev sse.Event, now time.Time) error {
 	case events.TypeRevoke:
 		var r events.Revocation
 		if err := json.Unmarshal(ev.Data, &r); err != nil {
-			return fmt.Errorf("revoke event %s: %v", printable(ev.ID), err)
+			return fmt.Errorf("revoke event %s: %w", printable(ev.ID), err)
 		}
 		fmt.Fprintf(&b, "revoke key=%s id=%s %s", quoteValue(r.Key), quoteValue(ev.ID), describeMatchers(&r))
 		if !r.ExpiresAt.IsZero() {
@@ -137,7 +137,7 @@ func printEventLine(w io.Writer, ev sse.Event, now time.Time) error {
 	case events.TypeLift:
 		var l events.Lift
 		if err := json.Unmarshal(ev.Data, &l); err != nil {
-			return fmt.Errorf("lift event %s: %v", printable(ev.ID), err)
+			return fmt.Errorf("lift event %s: %w", printable(ev.ID), err)
 		}
 		fmt.Fprintf(&b, "lift key=%s id=%s", quoteValue(l.Key), quoteValue(ev.ID))
 	case events.TypeSynced:

@@ -420,7 +420,7 @@ func fakeAPI(t *testing.T, status int, body string, header ...string) string {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		io.WriteString(w, body)
+		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -462,7 +462,7 @@ func TestCLICAFile(t *testing.T) {
 			w.WriteHeader(401)
 			return
 		}
-		io.WriteString(w, `{"revocations":[{"key":"a232a84724b5e621ec27189b06169fbd","sub":"alice","actor":"ops"}]}`)
+		_, _ = io.WriteString(w, `{"revocations":[{"key":"a232a84724b5e621ec27189b06169fbd","sub":"alice","actor":"ops"}]}`)
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
 	srv.StartTLS()

@@ -76,7 +76,7 @@ func exitCode(err error, stderr io.Writer) int {
 // dispatch runs a subcommand; with no command, or --help, it lists them.
 func dispatch(ctx context.Context, args []string, env cliEnv) error {
 	if len(args) == 0 {
-		cmdHelp(ctx, nil, env)
+		_ = cmdHelp(ctx, nil, env)
 		return usageErr("no command given")
 	}
 	switch args[0] {

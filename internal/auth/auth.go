@@ -121,11 +121,17 @@ func ValidName(s string) bool {
 		return false
 	}
 	for _, c := range s {
-		if c > unicode.MaxASCII || !(unicode.IsLetter(c) || unicode.IsDigit(c) || strings.ContainsRune("-_.@", c)) {
+		if !nameRune(c) {
 			return false
 		}
 	}
 	return true
+}
+
+// nameRune reports whether c may appear in a key name: an ASCII letter or
+// digit, '-', '_', '.' or '@'.
+func nameRune(c rune) bool {
+	return c <= unicode.MaxASCII && (unicode.IsLetter(c) || unicode.IsDigit(c) || strings.ContainsRune("-_.@", c))
 }
 
 type storedKey struct {
@@ -326,7 +332,7 @@ func (a *Authenticator) AuthenticateToken(token string) (Principal, error) {
 	if a.jwt != nil && looksLikeJWT(token) {
 		p, err := a.jwt.VerifyOperator(token)
 		if err != nil {
-			return Principal{}, fmt.Errorf("%w: %v", ErrInvalidCredentials, err)
+			return Principal{}, fmt.Errorf("%w: %v", ErrInvalidCredentials, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		}
 		return p, nil
 	}
@@ -360,9 +366,15 @@ func ParseBearer(header string) (string, bool) {
 	}
 	for i := 0; i < len(body); i++ {
 		c := body[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+		if !b64tokenByte(c) {
 			return "", false
 		}
 	}
 	return token, true
+}
+
+// b64tokenByte reports whether c is an ALPHA, DIGIT, "-", ".", "_", "~",
+// "+" or "/", the characters of an RFC 6750 b64token before its padding.
+func b64tokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0
 }

@@ -3,6 +3,7 @@ package broadcaster
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -260,7 +261,7 @@ func TestFleetAcrossNodes(t *testing.T) {
 		{"an instance no node streams", n2, "nobody", 6, errUnknownInstance},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.node.report(tc.instance, events.EventID{Epoch: 7, Seq: tc.applied}); err != tc.wantErr {
+			if err := tc.node.report(tc.instance, events.EventID{Epoch: 7, Seq: tc.applied}); !errors.Is(err, tc.wantErr) {
 				t.Fatalf("report: %v, want %v", err, tc.wantErr)
 			}
 			if tc.wantErr != nil {

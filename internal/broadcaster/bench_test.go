@@ -44,7 +44,7 @@ func benchAckToReceipt(b *testing.B, n int) {
 	if err := s.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer s.Shutdown(context.Background())
+	defer func() { _ = s.Shutdown(context.Background()) }()
 	<-s.Ready()
 	base := "http://" + s.Addr()
 
@@ -158,7 +158,7 @@ func BenchmarkPostBatch(b *testing.B) {
 	if err := s.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer s.Shutdown(context.Background())
+	defer func() { _ = s.Shutdown(context.Background()) }()
 	<-s.Ready()
 	h := (*s.router.Load())
 	const n = 1000

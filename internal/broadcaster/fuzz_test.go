@@ -23,7 +23,7 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if fuzzServer != nil {
-		fuzzServer.Shutdown(context.Background())
+		_ = fuzzServer.Shutdown(context.Background())
 		os.RemoveAll(fuzzDir)
 	}
 	os.Exit(code)

@@ -115,7 +115,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
+				if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 					panic(v)
 				}
 				s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
@@ -226,7 +226,7 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // readBody reads a request body, within the server's read timeout (which
@@ -733,13 +733,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	e, _ := s.fleet.enforcementOf(revocationSeq(data))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(appendEnforcement(data, e), '\n')) // appendEnforcement copies the shared bytes
+	_, _ = w.Write(append(appendEnforcement(data, e), '\n')) // appendEnforcement copies the shared bytes
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	w.Write(api.OpenAPI)
+	_, _ = w.Write(api.OpenAPI)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

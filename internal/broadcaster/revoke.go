@@ -62,50 +62,8 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	if !s.allow(w, r, caller) {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeForm)
-	var token string
-	switch mediaType(r) {
-	case "application/json":
-		var req struct {
-			Token         string `json:"token"`
-			TokenTypeHint string `json:"token_type_hint,omitempty"`
-		}
-		// other parameters are ignored, as in the form (RFC 7009 §2.1)
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "body larger than 64 KiB", "")
-				return
-			}
-			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed JSON body: want {\"token\":\"…\"}", "")
-			return
-		}
-		token = req.Token
-	case "application/x-www-form-urlencoded":
-		// the form of RFC 7009, which a page of another site can post
-		// without asking: only for a token that is verified (it can
-		// only revoke itself) or a caller with its own credential
-		if s.cfg.TokenVerifier == nil && !credentialed {
-			w.Header().Set("Accept-Post", "application/json")
-			s.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
-				"Content-Type: this broadcaster does not verify posted tokens, so a form is only accepted with a credential; "+
-					"send application/json ({\"token\":\"…\"})", "Content-Type", nil)
-			return
-		}
-		if err := r.ParseForm(); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "form larger than 64 KiB", "")
-				return
-			}
-			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed form body", "")
-			return
-		}
-		token = r.PostForm.Get("token")
-	default:
-		w.Header().Set("Accept-Post", "application/json, application/x-www-form-urlencoded")
-		s.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
-			"Content-Type: send application/x-www-form-urlencoded (RFC 7009) or application/json", "Content-Type", nil)
+	token, ok := s.revokeTokenParam(w, r, credentialed)
+	if !ok {
 		return
 	}
 	if token == "" {
@@ -207,6 +165,58 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		"seq", p.Seq, "remote", r.RemoteAddr, "via", "rfc7009")
 	s.waitApplied(r.Context(), p.Seq)
 	w.WriteHeader(http.StatusOK)
+}
+
+// revokeTokenParam reads the token parameter of a revocation by token from
+// a JSON or form body (at most maxRevokeForm bytes); credentialed says the
+// caller authenticated with a credential of its own. When it returns
+// false, it has answered the request.
+func (s *Server) revokeTokenParam(w http.ResponseWriter, r *http.Request, credentialed bool) (string, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeForm)
+	switch mediaType(r) {
+	case "application/json":
+		var req struct {
+			Token         string `json:"token"`
+			TokenTypeHint string `json:"token_type_hint,omitempty"`
+		}
+		// other parameters are ignored, as in the form (RFC 7009 §2.1)
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "body larger than 64 KiB", "")
+				return "", false
+			}
+			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed JSON body: want {\"token\":\"…\"}", "")
+			return "", false
+		}
+		return req.Token, true
+	case "application/x-www-form-urlencoded":
+		// the form of RFC 7009, which a page of another site can post
+		// without asking: only for a token that is verified (it can
+		// only revoke itself) or a caller with its own credential
+		if s.cfg.TokenVerifier == nil && !credentialed {
+			w.Header().Set("Accept-Post", "application/json")
+			s.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
+				"Content-Type: this broadcaster does not verify posted tokens, so a form is only accepted with a credential; "+
+					"send application/json ({\"token\":\"…\"})", "Content-Type", nil)
+			return "", false
+		}
+		if err := r.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "form larger than 64 KiB", "")
+				return "", false
+			}
+			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed form body", "")
+			return "", false
+		}
+		return r.PostForm.Get("token"), true
+	default:
+		w.Header().Set("Accept-Post", "application/json, application/x-www-form-urlencoded")
+		s.refuse(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Type: send application/x-www-form-urlencoded (RFC 7009) or application/json", "Content-Type", nil)
+		return "", false
+	}
 }
 
 // revokedUntil looks for a live revocation that matches the token (with

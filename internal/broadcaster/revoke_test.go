@@ -44,7 +44,9 @@ func liveState(t *testing.T, base string) map[string]events.Revocation {
 			revs[r.Key] = r
 		case events.TypeLift:
 			var l events.Lift
-			json.Unmarshal(ev.Data, &l)
+			if err := json.Unmarshal(ev.Data, &l); err != nil {
+				t.Fatal(err)
+			}
 			delete(revs, l.Key)
 		}
 	}
@@ -230,7 +232,9 @@ func TestTokenHolderNeverWeakens(t *testing.T) {
 			t.Fatalf("holder revocation not listed: %s", list.Revocations)
 		}
 		var r events.Revocation
-		json.Unmarshal(list.Revocations[0], &r)
+		if err := json.Unmarshal(list.Revocations[0], &r); err != nil {
+			t.Fatal(err)
+		}
 		if a := do(t, "DELETE", base+"/v1/revocations/"+r.Key, "", bearer(reader)...); a.status != http.StatusForbidden {
 			t.Fatalf("a reader lifted it: %d", a.status)
 		}

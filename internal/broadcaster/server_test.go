@@ -606,7 +606,13 @@ func TestManySubscribers(t *testing.T) {
 	// a small receive buffer set before connecting keeps the kernel from
 	// absorbing megabytes on its behalf
 	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		var sockErr error
+		if err := c.Control(func(fd uintptr) {
+			sockErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return sockErr
 	}}
 	conn, err := dialer.Dial("tcp", s.Addr())
 	if err != nil {

@@ -48,7 +48,8 @@ func holdOpen(addr, head string, bound time.Duration) heldConn {
 	hc.held = time.Since(start)
 	var ne net.Error
 	// io.Copy ends with nil at EOF; a reset is an error but a close too
-	hc.closed = !(errors.As(err, &ne) && ne.Timeout())
+	timedOut := errors.As(err, &ne) && ne.Timeout()
+	hc.closed = !timedOut
 	return hc
 }
 

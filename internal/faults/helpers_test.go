@@ -120,7 +120,7 @@ func leader(t *testing.T, nodes []*node) *node {
 			var r struct {
 				StreamLeader string `json:"stream_leader"`
 			}
-			json.NewDecoder(resp.Body).Decode(&r)
+			_ = json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()
 			for _, m := range nodes {
 				if m.name == r.StreamLeader {
@@ -175,14 +175,14 @@ func (p *poster) post(ctx context.Context, jti string, first int) bool {
 			continue
 		}
 		resp.Body.Close()
-		switch {
-		case resp.StatusCode == 200 || resp.StatusCode == 201:
+		switch resp.StatusCode {
+		case 200, 201:
 			p.mu.Lock()
 			p.acked = append(p.acked, jti)
 			p.ackedAt[jti] = time.Now()
 			p.mu.Unlock()
 			return true
-		case resp.StatusCode == 503:
+		case 503:
 			if resp.Header.Get("Retry-After") == "" {
 				p.t.Errorf("503 without Retry-After from %s", n.name)
 			}
@@ -241,7 +241,7 @@ func newAgent(t *testing.T, urls []string) *agent.Agent {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); a.Run(ctx) }()
+	go func() { defer close(done); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case <-a.ReadyChan():
@@ -300,7 +300,7 @@ func subscribers(t *testing.T, n *node) int {
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, "revocast_broadcaster_subscribers ") {
-			fmt.Sscanf(strings.TrimPrefix(line, "revocast_broadcaster_subscribers "), "%d", &count)
+			_, _ = fmt.Sscanf(strings.TrimPrefix(line, "revocast_broadcaster_subscribers "), "%d", &count)
 		}
 	}
 	return count

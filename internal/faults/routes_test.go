@@ -499,12 +499,12 @@ func runToExit(t *testing.T, bin string, args ...string) (int, string) {
 		return cmd.ProcessState.ExitCode(), out.String()
 	case <-listening:
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // killed on purpose
 		<-scanned
 		t.Fatalf("it started instead of refusing:\n%s", out.String())
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // killed on purpose
 		<-scanned
 		t.Fatalf("neither exited nor listening after 2m:\n%s", out.String())
 	}

@@ -80,9 +80,8 @@ type Hub struct {
 	readyOnce sync.Once
 	ready     chan struct{}
 
-	subscribers  atomic.Int64
-	slowDropped  atomic.Uint64
-	eventsServed atomic.Uint64
+	subscribers atomic.Int64
+	slowDropped atomic.Uint64
 }
 
 // Option configures a Hub.

@@ -71,8 +71,8 @@ func TestSweepForgetsExpired(t *testing.T) {
 	h := New(1)
 	ev := revoke(1, "a")
 	ev.Expires = time.Now().Add(-time.Second)
-	h.Apply(ev)
-	h.Apply(revoke(2, "b"))
+	apply(t, h, ev)
+	apply(t, h, revoke(2, "b"))
 	if frames, _ := h.Replay(nil, 0, 10); len(frames) != 1 {
 		t.Fatalf("expired entry replayed: %d frames", len(frames))
 	}
@@ -143,7 +143,7 @@ func TestCursorUnderLoad(t *testing.T) {
 	const total = 20000
 	h := New(1, WithMaxLag(total))
 	for i := 1; i <= 1000; i++ {
-		h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+		apply(t, h, revoke(uint64(i), strconv.Itoa(i)))
 	}
 	sub := h.Subscribe(0)
 	defer sub.Close()
@@ -152,7 +152,7 @@ func TestCursorUnderLoad(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 1001; i <= total; i++ {
-			h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+			apply(t, h, revoke(uint64(i), strconv.Itoa(i)))
 		}
 	}()
 	var got [][]byte
@@ -181,13 +181,13 @@ func TestCursorUnderLoad(t *testing.T) {
 
 func TestSubscribeAtHead(t *testing.T) {
 	h := New(1)
-	h.Apply(revoke(1, "a"))
+	apply(t, h, revoke(1, "a"))
 	sub := h.SubscribeAtHead()
 	defer sub.Close()
 	if frames, caughtUp := sub.Next(nil, 10); len(frames) != 0 || !caughtUp {
 		t.Fatalf("history sent to a live-only subscriber: %d frames", len(frames))
 	}
-	h.Apply(revoke(2, "b"))
+	apply(t, h, revoke(2, "b"))
 	<-sub.Wake()
 	if frames, _ := sub.Next(nil, 10); fmt.Sprint(seqsOf(t, frames)) != "[2]" {
 		t.Fatalf("live frames %v", seqsOf(t, frames))
@@ -199,7 +199,7 @@ func TestLaggingSubscriberIsDroppedOthersContinue(t *testing.T) {
 	slow := h.Subscribe(0)
 	fast := h.Subscribe(0)
 	for i := 1; i <= 10; i++ {
-		h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+		apply(t, h, revoke(uint64(i), strconv.Itoa(i)))
 		frames, _ := fast.Next(nil, 10)
 		if len(frames) != 1 {
 			t.Fatalf("fast subscriber got %d frames for event %d", len(frames), i)
@@ -227,7 +227,7 @@ func TestLaggingSubscriberIsDroppedOthersContinue(t *testing.T) {
 
 func TestResume(t *testing.T) {
 	h := New(9)
-	h.Apply(revoke(3, "a"))
+	apply(t, h, revoke(3, "a"))
 	tests := []struct {
 		id      events.EventID
 		want    uint64
@@ -248,7 +248,7 @@ func TestResume(t *testing.T) {
 
 func TestResetDropsSubscribers(t *testing.T) {
 	h := New(1)
-	h.Apply(revoke(1, "a"))
+	apply(t, h, revoke(1, "a"))
 	sub := h.Subscribe(1)
 	h.Reset(2)
 	select {
@@ -265,8 +265,8 @@ func TestWaitApplied(t *testing.T) {
 	h := New(1)
 	done := make(chan error, 1)
 	go func() { done <- h.WaitApplied(context.Background(), 2) }()
-	h.Apply(revoke(1, "a"))
-	h.Apply(revoke(2, "b"))
+	apply(t, h, revoke(1, "a"))
+	apply(t, h, revoke(2, "b"))
 	select {
 	case err := <-done:
 		if err != nil {
@@ -285,9 +285,9 @@ func TestWaitApplied(t *testing.T) {
 func TestRevocationsListsInChunks(t *testing.T) {
 	h := New(1)
 	for i := 1; i <= 10000; i++ {
-		h.Apply(revoke(uint64(i), strconv.Itoa(i)))
+		apply(t, h, revoke(uint64(i), strconv.Itoa(i)))
 	}
-	h.Apply(Event{Seq: 10001, Type: events.TypeLift, Key: "5"})
+	apply(t, h, Event{Seq: 10001, Type: events.TypeLift, Key: "5"})
 	var seqs []uint64
 	h.Revocations(0, func(seq uint64, data []byte) bool {
 		seqs = append(seqs, seq)
@@ -326,7 +326,9 @@ func BenchmarkFanOut(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				ev.Seq = uint64(i + 1)
-				h.Apply(ev)
+				if err := h.Apply(ev); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.StopTimer()
 			h.Reset(2)
@@ -350,7 +352,7 @@ func TestWakeIsSignalled(t *testing.T) {
 		name string
 		do   func(t *testing.T, h *Hub, s *Subscription)
 	}{
-		{"event applied", func(t *testing.T, h *Hub, s *Subscription) { h.Apply(revoke(2, "b")) }},
+		{"event applied", func(t *testing.T, h *Hub, s *Subscription) { apply(t, h, revoke(2, "b")) }},
 		{"lagging and dropped", func(t *testing.T, h *Hub, s *Subscription) {
 			// drained before each event as by a consumer that never
 			// reads, so that the last signal is the one the drop sent
@@ -359,7 +361,7 @@ func TestWakeIsSignalled(t *testing.T) {
 				case <-s.Wake():
 				default:
 				}
-				h.Apply(revoke(i, strconv.FormatUint(i, 10)))
+				apply(t, h, revoke(i, strconv.FormatUint(i, 10)))
 				select {
 				case <-s.Done():
 					return
@@ -375,7 +377,7 @@ func TestWakeIsSignalled(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := New(1, WithMaxLag(4))
-			h.Apply(revoke(1, "a"))
+			apply(t, h, revoke(1, "a"))
 			s := h.Subscribe(1)
 			if signalled(s) {
 				t.Fatal("signalled before anything happened")
@@ -385,5 +387,13 @@ func TestWakeIsSignalled(t *testing.T) {
 				t.Fatal("Wake not signalled")
 			}
 		})
+	}
+}
+
+// apply applies ev and reports an error; goroutines may call it.
+func apply(t testing.TB, h *Hub, ev Event) {
+	t.Helper()
+	if err := h.Apply(ev); err != nil {
+		t.Errorf("Apply seq %d: %v", ev.Seq, err)
 	}
 }

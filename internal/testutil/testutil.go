@@ -169,7 +169,7 @@ func Start(t testing.TB, name string, readyPath string, args ...string) *Process
 				sent = true
 			}
 		}
-		io.Copy(io.Discard, pr)
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	select {
 	case u := <-addr:

@@ -242,11 +242,11 @@ func (fl *fleet) proxy(t *testing.T, target string) string {
 			}
 			var ready struct{ Head string } // not call: this is not the test's goroutine
 			if resp, err := http.Get(target + "/readyz"); err == nil {
-				json.NewDecoder(resp.Body).Decode(&ready)
+				_ = json.NewDecoder(resp.Body).Decode(&ready)
 				resp.Body.Close()
 			}
 			w.Header().Set("Content-Type", "application/json")
-			w.Write(fl.answer(ready.Head))
+			_, _ = w.Write(fl.answer(ready.Head))
 			return
 		}
 		rp.ServeHTTP(w, r)

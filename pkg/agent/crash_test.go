@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -47,7 +48,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					posterDone <- fmt.Errorf("revocation %d not acknowledged: %d %v", i, code, err)
+					posterDone <- fmt.Errorf("revocation %d not acknowledged: %d %w", i, code, err)
 					return
 				}
 				time.Sleep(20 * time.Millisecond) // retry pacing, not synchronisation
@@ -76,7 +77,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 	control := hs256(t, claims("user", "crash-never-revoked"))
 	testutil.Eventually(t, time.Minute, "every acknowledged revocation denied", func() bool {
 		for _, tok := range tokens {
-			if checkErr(a, tok) != ErrRevoked {
+			if !errors.Is(checkErr(a, tok), ErrRevoked) {
 				return false
 			}
 		}
@@ -121,12 +122,12 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 			if i < keep {
 				want = ErrRevoked
 			}
-			if checkErr(a, tok) != want {
+			if !errors.Is(checkErr(a, tok), want) {
 				return false
 			}
 		}
 		for _, tok := range newTokens {
-			if checkErr(a, tok) != ErrRevoked {
+			if !errors.Is(checkErr(a, tok), ErrRevoked) {
 				return false
 			}
 		}
@@ -178,7 +179,7 @@ func TestStale(t *testing.T) {
 	if n := open.Stats().Checks["allowed_stale"]; n == 0 {
 		t.Fatal("open agent did not count an allowed_stale check")
 	}
-	if err := checkErr(closed, tok); err != ErrStale {
+	if err := checkErr(closed, tok); !errors.Is(err, ErrStale) {
 		t.Fatalf("closed agent Check = %v, want ErrStale", err)
 	}
 

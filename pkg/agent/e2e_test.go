@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -39,7 +40,7 @@ func TestEndToEndRevokeJTI(t *testing.T) {
 	polls := 0
 	for {
 		polls++
-		if checkErr(a, tok) == ErrRevoked {
+		if errors.Is(checkErr(a, tok), ErrRevoked) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -78,7 +79,7 @@ func TestRevocationShapes(t *testing.T) {
 	}
 	waitDenied := func(tok, what string) {
 		t.Helper()
-		testutil.Eventually(t, time.Minute, what+" denied", func() bool { return checkErr(a, tok) == ErrRevoked })
+		testutil.Eventually(t, time.Minute, what+" denied", func() bool { return errors.Is(checkErr(a, tok), ErrRevoked) })
 	}
 	waitAllowed := func(tok, what string) {
 		t.Helper()
@@ -198,7 +199,7 @@ func TestDenylistOverflow(t *testing.T) {
 
 	for i := range n {
 		tok := hs256(t, claims("user", fmt.Sprintf("ovf-%d", i)))
-		if err := checkErr(a, tok); err != ErrRevoked {
+		if err := checkErr(a, tok); !errors.Is(err, ErrRevoked) {
 			t.Fatalf("token ovf-%d: %s, want revoked", i, describe(err))
 		}
 	}

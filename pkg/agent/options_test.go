@@ -12,7 +12,7 @@ import (
 // accept with a default; New and Validate return an error matching
 // ErrInvalidOption (which is jwtverify's).
 func TestOptionsRefuseOutOfRange(t *testing.T) {
-	if ErrInvalidOption != jwtverify.ErrInvalidOption {
+	if !errors.Is(ErrInvalidOption, jwtverify.ErrInvalidOption) {
 		t.Fatal("ErrInvalidOption is not jwtverify.ErrInvalidOption")
 	}
 	for _, tc := range []struct {

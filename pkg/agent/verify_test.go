@@ -458,7 +458,7 @@ func newJWKSServer(t *testing.T) *jwksServer {
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
+		_, _ = w.Write(body)
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -564,7 +564,7 @@ func TestJWKSRetry(t *testing.T) {
 			http.Error(w, "not yet", http.StatusInternalServerError)
 			return
 		}
-		w.Write(body)
+		_, _ = w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
 	// No broadcaster: the synced state is fed by hand.
@@ -573,7 +573,7 @@ func TestJWKSRetry(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); <-done }() //nolint:errcheck // the error of a run we ended says nothing
 	testutil.Eventually(t, time.Minute, "the first JWKS request", func() bool { return requests.Load() >= 1 })
 	if a.Ready() {
 		t.Fatal("ready without a key set")

@@ -155,13 +155,13 @@ func TestPrepareDefaults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := prepared(t, tc.body)
-			if !r.IssuedBefore.Time.Equal(tc.issuedBefore) {
+			if !r.IssuedBefore.Equal(tc.issuedBefore) {
 				t.Errorf("issued_before = %v, want %v", r.IssuedBefore, tc.issuedBefore)
 			}
-			if !r.ExpiresAt.Time.Equal(tc.expiresAt) {
+			if !r.ExpiresAt.Equal(tc.expiresAt) {
 				t.Errorf("expires_at = %v, want %v", r.ExpiresAt, tc.expiresAt)
 			}
-			if !r.RevokedAt.Time.Equal(now) {
+			if !r.RevokedAt.Equal(now) {
 				t.Errorf("revoked_at = %v, want %v", r.RevokedAt, now)
 			}
 			if !ValidKey(r.Key) {

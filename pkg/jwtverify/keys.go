@@ -62,7 +62,7 @@ func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
 			return nil, fmt.Errorf("PEM block %d: unsupported type %q (want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE)", n, block.Type)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("PEM block %d (%s): %v", n, block.Type, err)
+			return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
 		}
 		if err := CheckKey(key); err != nil {
 			return nil, fmt.Errorf("PEM block %d: %w", n, err)

@@ -34,10 +34,14 @@ func Thumbprint(key any) (string, error) {
 		default:
 			return "", fmt.Errorf("thumbprint: unsupported curve %s", k.Curve.Params().Name)
 		}
-		size := (k.Curve.Params().BitSize + 7) / 8
-		x, y := make([]byte, size), make([]byte, size)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
+		// The uncompressed SEC 1 point: 0x04, then X and Y, each padded
+		// to the curve's size as RFC 7518 section 6.2.1 wants.
+		point, err := k.Bytes()
+		if err != nil {
+			return "", fmt.Errorf("thumbprint: %w", err)
+		}
+		size := (len(point) - 1) / 2
+		x, y := point[1:1+size], point[1+size:]
 		members = `{"crv":"` + crv + `","kty":"EC","x":"` + b64(x) + `","y":"` + b64(y) + `"}`
 	case ed25519.PublicKey:
 		members = `{"crv":"Ed25519","kty":"OKP","x":"` + b64(k) + `"}`

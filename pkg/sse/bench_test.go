@@ -2,6 +2,7 @@ package sse
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strconv"
 	"testing"
@@ -46,7 +47,7 @@ func BenchmarkDecoder(b *testing.B) {
 		d := NewDecoder(bytes.NewReader(stream))
 		for range events + 1 {
 			if _, err := d.Next(); err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					b.Fatal(err)
 				}
 				break

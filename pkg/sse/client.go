@@ -112,8 +112,7 @@ type clientConfig struct {
 	onActivity   func(time.Time)
 	maxDelay     time.Duration // caps every delay; 0: no such cap
 	startIndex   int           // < 0: random; tests pin it
-	// sleep waits d or until ctx is done (false); tests record the delays
-	// the client chooses without waiting them out.
+	// sleep waits d or until ctx is done (false).
 	sleep func(ctx context.Context, d time.Duration) bool
 }
 
@@ -228,12 +227,6 @@ func withStartIndex(i int) ClientOption {
 	return func(cfg *clientConfig) { cfg.startIndex = i }
 }
 
-// withSleep replaces the wait between attempts; tests use it to see the
-// delays the client chooses.
-func withSleep(f func(ctx context.Context, d time.Duration) bool) ClientOption {
-	return func(cfg *clientConfig) { cfg.sleep = f }
-}
-
 // Client follows an event stream served at one or more equivalent URLs,
 // reconnecting as EventSource does.
 //
@@ -274,7 +267,7 @@ func NewClient(urls []string, opts ...ClientOption) (*Client, error) {
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
-			return nil, fmt.Errorf("sse: stream URL #%d: %w: %v", i, ErrInvalidURL, err)
+			return nil, fmt.Errorf("sse: stream URL #%d: %w: %v", i, ErrInvalidURL, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("sse: stream URL #%d %q: %w: want an absolute http or https URL", i, u.Redacted(), ErrInvalidURL)
@@ -571,7 +564,7 @@ func (c *Client) attempt(ctx context.Context, idx int, handle func(Event) error,
 			case errors.Is(context.Cause(connCtx), ErrIdleTimeout):
 				out.err = fmt.Errorf("sse: %s: nothing received for %v: %w", shown, c.cfg.idleTimeout, ErrIdleTimeout)
 				log.Warn("sse: stream idle, reconnecting", "idle", c.cfg.idleTimeout)
-			case err == io.EOF:
+			case errors.Is(err, io.EOF):
 				out.err = fmt.Errorf("sse: stream from %s ended: %w", shown, io.EOF)
 				log.Info("sse: stream ended")
 			default:

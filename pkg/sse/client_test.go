@@ -158,7 +158,7 @@ func startClient(t *testing.T, urls []string, handle func(Event) error, opts ...
 	}()
 	t.Cleanup(func() {
 		cancel()
-		r.wait(t)
+		_ = r.wait(t)
 	})
 	return r
 }
@@ -419,7 +419,7 @@ func TestClientCancel(t *testing.T) {
 			r := startClient(t, []string{url}, nil, tt.opts...)
 			tt.ready(t, r, requests)
 			r.cancel()
-			if err := r.wait(t); err != context.Canceled {
+			if err := r.wait(t); !errors.Is(err, context.Canceled) {
 				t.Fatalf("Run returned %v, want context.Canceled", err)
 			}
 		})

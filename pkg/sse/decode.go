@@ -132,7 +132,7 @@ func (d *Decoder) Next() (Event, error) {
 
 func (d *Decoder) fail(err error) error {
 	switch {
-	case err == io.EOF, errors.Is(err, ErrLineTooLong):
+	case errors.Is(err, io.EOF), errors.Is(err, ErrLineTooLong):
 		d.err = err
 	default:
 		d.err = fmt.Errorf("sse: read stream: %w", err)

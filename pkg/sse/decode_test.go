@@ -130,7 +130,7 @@ func TestDecoderConformance(t *testing.T) {
 	for _, tt := range conformanceCases {
 		t.Run(tt.name, func(t *testing.T) {
 			got := decodeAll(strings.NewReader(tt.in))
-			if got.err != io.EOF {
+			if !errors.Is(got.err, io.EOF) {
 				t.Fatalf("stream ended with %v, want io.EOF", got.err)
 			}
 			assertEvents(t, got.events, tt.want)
@@ -202,7 +202,7 @@ func TestDecoderChunking(t *testing.T) {
 			want := decodeAll(strings.NewReader(in))
 			check := func(how string, got decoded) {
 				t.Helper()
-				if got.err != want.err || got.lastID != want.lastID || got.retry != want.retry || got.hasRetry != want.hasRetry {
+				if !errors.Is(got.err, want.err) || got.lastID != want.lastID || got.retry != want.retry || got.hasRetry != want.hasRetry {
 					t.Fatalf("%s: end state (%v, %q, %v, %v), want (%v, %q, %v, %v)", how,
 						got.err, got.lastID, got.retry, got.hasRetry, want.err, want.lastID, want.retry, want.hasRetry)
 				}
@@ -283,7 +283,7 @@ func TestDecoderDoesNotWaitAfterCR(t *testing.T) {
 		t.Fatalf("second: %+v", r)
 	}
 	_ = pw.Close()
-	if r := recv(t, results, "EOF"); r.err != io.EOF {
+	if r := recv(t, results, "EOF"); !errors.Is(r.err, io.EOF) {
 		t.Fatalf("after close: %+v, want io.EOF", r)
 	}
 }
@@ -329,7 +329,7 @@ func TestDecoderLongLines(t *testing.T) {
 				if tt.tooLong != errors.Is(err, ErrLineTooLong) {
 					t.Fatalf("%s: err = %v, want ErrLineTooLong: %v", c.name, err, tt.tooLong)
 				}
-				if _, again := d.Next(); again != err {
+				if _, again := d.Next(); !errors.Is(again, err) {
 					t.Errorf("%s: error not sticky: %v then %v", c.name, err, again)
 				}
 			}
@@ -348,7 +348,7 @@ func TestDecoderReadError(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want it to wrap %v", err, boom)
 	}
-	if _, again := d.Next(); again != err {
+	if _, again := d.Next(); !errors.Is(again, err) {
 		t.Errorf("error not sticky: %v then %v", err, again)
 	}
 }

@@ -21,7 +21,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
 		for _, limit := range []int{0, 64} {
 			want := decodeAll(bytes.NewReader(in), WithMaxLineLength(limit))
-			if want.err != io.EOF && !errors.Is(want.err, ErrLineTooLong) {
+			if !errors.Is(want.err, io.EOF) && !errors.Is(want.err, ErrLineTooLong) {
 				t.Fatalf("limit %d: in-memory stream ended with %v", limit, want.err)
 			}
 			for _, ev := range want.events {
@@ -52,7 +52,7 @@ func sameDecoded(a, b decoded) bool {
 	if len(a.events) != len(b.events) || a.lastID != b.lastID || a.retry != b.retry || a.hasRetry != b.hasRetry {
 		return false
 	}
-	if (a.err == io.EOF) != (b.err == io.EOF) || errors.Is(a.err, ErrLineTooLong) != errors.Is(b.err, ErrLineTooLong) {
+	if errors.Is(a.err, io.EOF) != errors.Is(b.err, io.EOF) || errors.Is(a.err, ErrLineTooLong) != errors.Is(b.err, ErrLineTooLong) {
 		return false
 	}
 	for i := range a.events {
@@ -90,7 +90,7 @@ func FuzzEncodeDecode(f *testing.F) {
 		// Line ends in data are normalised to LF on the wire.
 		wantData := strings.ReplaceAll(strings.ReplaceAll(string(data), "\r\n", "\n"), "\r", "\n")
 		want := []Event{{ID: id, Type: wantType, Data: []byte(wantData)}}
-		if got.err != io.EOF || len(got.events) != 1 || !eventEqual(got.events[0], want[0]) {
+		if !errors.Is(got.err, io.EOF) || len(got.events) != 1 || !eventEqual(got.events[0], want[0]) {
 			t.Fatalf("frame %q decoded to %s (%v), want %s", buf, fmtEvents(got.events), got.err, fmtEvents(want))
 		}
 		if got.hasRetry != (retryMs > 0) || (retryMs > 0 && got.retry != ev.Retry) {

@@ -258,7 +258,7 @@ func TestServeReturns(t *testing.T) {
 		{
 			name:    "context cancelled",
 			end:     func(cancel context.CancelFunc, _ chan []byte, _ *http.Response) { cancel() },
-			wantErr: func(err error) bool { return err == context.Canceled },
+			wantErr: func(err error) bool { return errors.Is(err, context.Canceled) },
 		},
 		{
 			name: "frames closed",
@@ -266,7 +266,7 @@ func TestServeReturns(t *testing.T) {
 				frames <- []byte("data: last\n\n")
 				close(frames)
 			},
-			wantErr: func(err error) bool { return err == ErrSourceClosed },
+			wantErr: func(err error) bool { return errors.Is(err, ErrSourceClosed) },
 		},
 		{
 			name:    "client goes away",
@@ -330,7 +330,7 @@ func TestServeShutdown(t *testing.T) {
 	if err := srv.Config.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := recv(t, result, "Serve to return"); err != context.Canceled {
+	if err := recv(t, result, "Serve to return"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Serve returned %v, want context.Canceled", err)
 	}
 	// The response ends cleanly: the final chunk was written.

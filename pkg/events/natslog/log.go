@@ -255,7 +255,7 @@ func (l *Log) EnsureStream(ctx context.Context) error {
 		l.log.Warn("stream not ready yet, retrying", "stream", l.cfg.StreamName, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("create stream %s: %w (last error: %v)", l.cfg.StreamName, ctx.Err(), err)
+			return fmt.Errorf("create stream %s: %w (last error: %v)", l.cfg.StreamName, ctx.Err(), err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 2*time.Second)
@@ -382,7 +382,7 @@ func (l *Log) original(ctx context.Context, seq uint64, req Request) (Published,
 		return Published{Seq: seq, Duplicate: true}, errGone
 	}
 	if err != nil {
-		return Published{}, fmt.Errorf("%w: read the original of a duplicate: %v", ErrUnavailable, err)
+		return Published{}, fmt.Errorf("%w: read the original of a duplicate: %v", ErrUnavailable, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 	}
 	if raw.Header.Get(headerRequest) != req.Fingerprint {
 		return Published{}, errOtherRequest
@@ -498,7 +498,7 @@ func (l *Log) publish(ctx context.Context, m *nats.Msg, req Request, expectSubjS
 		}
 		select {
 		case <-ctx.Done():
-			return Published{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return Published{}, fmt.Errorf("%w: %v", ErrUnavailable, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 500*time.Millisecond)
@@ -557,7 +557,7 @@ func (l *Log) PublishBatch(ctx context.Context, items []Item) []ItemResult {
 		case err := <-f.Err():
 			results[i].Err = err
 		case <-ctx.Done():
-			results[i].Err = fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+			results[i].Err = fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err()) //nolint:errorlint // the sentinel is the contract; the cause is detail
 		case <-timeout.C:
 			results[i].Err = ErrUnavailable
 			// the timer fired once; every later unanswered item times out too
@@ -653,7 +653,7 @@ func (l *Log) Get(ctx context.Context, key string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("%w: read %s: %v", ErrUnavailable, key, err)
+		return Record{}, fmt.Errorf("%w: read %s: %v", ErrUnavailable, key, err) //nolint:errorlint // the sentinel is the contract; the cause is detail
 	}
 	rec, err := decodeRecord(raw.Subject, raw.Sequence, raw.Header, raw.Data, raw.Time, l.cfg.SubjectPrefix, true)
 	if err != nil {

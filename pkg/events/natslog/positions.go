@@ -96,7 +96,7 @@ func (p *Positions) Watch(ctx context.Context, fn func(key string, value []byte)
 	if err != nil {
 		return fmt.Errorf("watch positions: %w", err)
 	}
-	defer w.Stop()
+	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():
