@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,6 +26,7 @@ import (
 	"unicode"
 
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/internal/cmdutil"
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/pkg/client"
 )
@@ -118,7 +118,7 @@ func newCmdFlags(name, synopsis, about string, env cliEnv) *envflag.Set {
 func (c *apiConn) addFlags(fs *envflag.Set) {
 	fs.String(&c.server, "server", defaultServer, "URL of the broadcaster")
 	fs.String(&c.tokenFile, "token-file", "", "file holding the bearer token (API key or operator JWT); on the command line it wins over $"+tokenEnv)
-	fs.String(&c.caFile, "ca-file", "", "PEM file of a CA to trust for an https server, besides the system's")
+	fs.String(&c.caFile, "ca-file", "", "PEM file of the CA certificates trusted for an https server, instead of the system's roots")
 	fs.Duration(&c.timeout, "timeout", defaultTimeout, "longest wait for each request's answer")
 }
 
@@ -181,16 +181,11 @@ func (c *apiConn) setup(fs *envflag.Set, env cliEnv) error {
 	tr.MaxIdleConnsPerHost = 8
 	tr.ResponseHeaderTimeout = c.timeout
 	if c.caFile != "" {
-		pem, err := os.ReadFile(c.caFile)
+		// The same meaning as the servers' --ca-file: these are the only
+		// roots trusted.
+		pool, err := cmdutil.CAPool(c.caFile)
 		if err != nil {
-			return usageErr("--ca-file: %v", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return usageErr("--ca-file %s: no PEM certificate in it", c.caFile)
+			return usageErr("--%v", err)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
