@@ -148,7 +148,9 @@ type logOptions struct {
 
 // serverFlags is what the server's flags hold before files are read.
 type serverFlags struct {
-	cfg     broadcaster.Config
+	cfg broadcaster.Config
+	// nats is the JetStream log's configuration: cfg.Backend once read.
+	nats    natslog.Config
 	log     logOptions
 	apiKeys string
 	auth    verifierFlags // operator JWTs
@@ -232,11 +234,13 @@ func (sf *serverFlags) config(logger *slog.Logger) (cfg broadcaster.Config, back
 		if err != nil {
 			return cfg, nil, fmt.Errorf("cluster-secret-file: %w", err)
 		}
-		cfg.NATS.ClusterSecret = strings.TrimSpace(string(secret))
-		if len(cfg.NATS.ClusterSecret) < 16 {
+		sf.nats.ClusterSecret = strings.TrimSpace(string(secret))
+		if len(sf.nats.ClusterSecret) < 16 {
 			return cfg, nil, fmt.Errorf("cluster-secret-file %s: at least 16 characters are required", sf.clusterSecretFile)
 		}
 	}
+	sf.nats.Logger = logger
+	cfg.Backend = sf.nats
 	if cfg.DemoCredentials, err = sf.demoCredentials(); err != nil {
 		return cfg, nil, err
 	}
@@ -272,11 +276,14 @@ func writeFlagsJSON(w io.Writer) error {
 	return newFlagSet(&serverFlags{}, func(string) string { return "" }, io.Discard).WriteFlagsJSON(w)
 }
 
+// defaultDataDir is --data's default.
+const defaultDataDir = "./data"
+
 func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *envflag.Set {
 	cfg := &sf.cfg
 	fs := envflag.New("broadcaster", getenv, output)
 	fs.String(&cfg.Addr, "addr", broadcaster.DefaultAddr, "HTTP listen address")
-	fs.String(&cfg.DataDir, "data", broadcaster.DefaultDataDir, "data directory of the embedded NATS server")
+	fs.String(&sf.nats.DataDir, "data", defaultDataDir, "data directory of the embedded NATS server")
 	fs.Duration(&cfg.MaxTokenLifetime, "max-token-lifetime", events.DefaultMaxTokenLifetime, "longest lifetime of the tokens being revoked: the default expiry of a revocation")
 	fs.Duration(&cfg.ExpiryGrace, "expiry-grace", events.DefaultExpiryGrace, "how long past expires_at a revocation stays in the log and the full state (agents' leeway must stay below it)")
 	fs.Duration(&cfg.Heartbeat, "heartbeat", broadcaster.DefaultHeartbeat, "interval of ': ping' comments on idle streams, sent only while this node is caught up with the stream leader (checked once per interval)")
@@ -316,22 +323,22 @@ func newFlagSet(sf *serverFlags, getenv func(string) string, output io.Writer) *
 	fs.Duration(&cfg.WriteTimeout, "write-timeout", broadcaster.DefaultWriteTimeout, "longest a write to a subscriber may block before it is disconnected")
 
 	// NATS
-	fs.List(&cfg.NATS.URLs, "nats-url", nil, "URL(s) of an external NATS deployment; empty runs NATS embedded")
-	fs.String(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (external NATS)")
-	fs.String(&cfg.NATS.NKeyFile, "nats-nkey", "", "NATS NKey seed file (external NATS)")
-	fs.String(&cfg.NATS.TLSCAFile, "nats-ca", "", "CA (PEM) of an external NATS deployment's TLS")
-	fs.String(&cfg.NATS.TLSCertFile, "nats-cert", "", "client certificate (PEM) for an external NATS deployment")
-	fs.String(&cfg.NATS.TLSKeyFile, "nats-key", "", "client key (PEM) for an external NATS deployment")
-	fs.String(&cfg.NATS.ServerName, "server-name", "revocast", "name of the embedded NATS server: stable and unique in a cluster")
-	fs.String(&cfg.NATS.ClusterName, "cluster-name", "", "cluster of embedded NATS servers to form or join (empty: standalone)")
-	fs.String(&cfg.NATS.ClusterAddr, "cluster-addr", "", "host:port the embedded NATS server listens on for cluster routes")
-	fs.List(&cfg.NATS.Routes, "routes", nil, "cluster peers, nats://host:port (repeatable)")
+	fs.List(&sf.nats.URLs, "nats-url", nil, "URL(s) of an external NATS deployment; empty runs NATS embedded")
+	fs.String(&sf.nats.CredsFile, "nats-creds", "", "NATS credentials file (external NATS)")
+	fs.String(&sf.nats.NKeyFile, "nats-nkey", "", "NATS NKey seed file (external NATS)")
+	fs.String(&sf.nats.TLSCAFile, "nats-ca", "", "CA (PEM) of an external NATS deployment's TLS")
+	fs.String(&sf.nats.TLSCertFile, "nats-cert", "", "client certificate (PEM) for an external NATS deployment")
+	fs.String(&sf.nats.TLSKeyFile, "nats-key", "", "client key (PEM) for an external NATS deployment")
+	fs.String(&sf.nats.ServerName, "server-name", "revocast", "name of the embedded NATS server: stable and unique in a cluster")
+	fs.String(&sf.nats.ClusterName, "cluster-name", "", "cluster of embedded NATS servers to form or join (empty: standalone)")
+	fs.String(&sf.nats.ClusterAddr, "cluster-addr", "", "host:port the embedded NATS server listens on for cluster routes")
+	fs.List(&sf.nats.Routes, "routes", nil, "cluster peers, nats://host:port (repeatable)")
 	fs.String(&sf.clusterSecretFile, "cluster-secret-file", "", "file holding a secret every cluster route must present (the same on every node; required beyond loopback unless --cluster-tls-*)")
-	fs.String(&cfg.NATS.ClusterTLSCertFile, "cluster-tls-cert", "", "certificate (PEM) cluster routes present: mutual TLS on the routes, with --cluster-tls-key and --cluster-tls-ca")
-	fs.String(&cfg.NATS.ClusterTLSKeyFile, "cluster-tls-key", "", "private key (PEM) of --cluster-tls-cert")
-	fs.String(&cfg.NATS.ClusterTLSCAFile, "cluster-tls-ca", "", "CA (PEM) that must sign every cluster route's certificate, in both directions")
-	fs.Int(&cfg.NATS.Replicas, "replicas", 1, "replicas of the stream (3 in a cluster of three)")
-	fs.Duration(&cfg.NATS.PublishTimeout, "publish-timeout", natslog.DefaultPublishTimeout, "longest a write waits for its JetStream acknowledgement before answering 503")
+	fs.String(&sf.nats.ClusterTLSCertFile, "cluster-tls-cert", "", "certificate (PEM) cluster routes present: mutual TLS on the routes, with --cluster-tls-key and --cluster-tls-ca")
+	fs.String(&sf.nats.ClusterTLSKeyFile, "cluster-tls-key", "", "private key (PEM) of --cluster-tls-cert")
+	fs.String(&sf.nats.ClusterTLSCAFile, "cluster-tls-ca", "", "CA (PEM) that must sign every cluster route's certificate, in both directions")
+	fs.Int(&sf.nats.Replicas, "replicas", 1, "replicas of the stream (3 in a cluster of three)")
+	fs.Duration(&sf.nats.PublishTimeout, "publish-timeout", natslog.DefaultPublishTimeout, "longest a write waits for its JetStream acknowledgement before answering 503")
 
 	fs.String(&cfg.PprofAddr, "pprof-addr", "", "loopback host:port serving net/http/pprof (empty: none)")
 	fs.String(&sf.log.level, "log-level", "info", "log level: debug, info, warn or error")

@@ -39,7 +39,7 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	}
 	cfg := sf.cfg
 	if cfg.Addr != "0.0.0.0:9999" || cfg.MaxTokenLifetime != 2*time.Hour || cfg.Heartbeat != 5*time.Second ||
-		len(cfg.NATS.URLs) != 2 || cfg.DataDir != "./data" || sf.log.format != "json" {
+		len(sf.nats.URLs) != 2 || sf.nats.DataDir != "./data" || sf.log.format != "json" {
 		t.Fatalf("config %+v, log %+v", cfg, sf.log)
 	}
 	if _, err := parseFlags([]string{"--help"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {

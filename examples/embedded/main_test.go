@@ -21,6 +21,7 @@ import (
 
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 var listening = regexp.MustCompile(`msg="embedded listening" addr=(\S+)`)
@@ -28,7 +29,7 @@ var listening = regexp.MustCompile(`msg="embedded listening" addr=(\S+)`)
 // TestEmbedded runs the example against an in-process broadcaster: a valid
 // token reads /orders until its jti is revoked.
 func TestEmbedded(t *testing.T) {
-	bs, err := broadcaster.New(broadcaster.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second})
+	bs, err := broadcaster.New(broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: t.TempDir()}, Heartbeat: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // keys returns an Authenticator with a reader and a revoker key.
@@ -148,7 +149,7 @@ func TestPublicEvents(t *testing.T) {
 func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
 		t.Run(addr, func(t *testing.T) {
-			s, err := New(Config{Addr: addr, DataDir: t.TempDir()})
+			s, err := New(Config{Addr: addr, Backend: natslog.Config{DataDir: t.TempDir()}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +174,7 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 		"credentials": func(c *Config) { c.Auth, _, _ = keys(t) },
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := Config{Addr: "0.0.0.0:0", DataDir: t.TempDir()}
+			cfg := Config{Addr: "0.0.0.0:0", Backend: natslog.Config{DataDir: t.TempDir()}}
 			mod(&cfg)
 			s, err := New(cfg)
 			if err != nil {

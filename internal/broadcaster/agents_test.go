@@ -14,6 +14,7 @@ import (
 	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 type agentsList struct {
@@ -197,7 +198,7 @@ func TestAgentReportsRefused(t *testing.T) {
 func BenchmarkAppliedReport(b *testing.B) {
 	for _, agents := range []int{1, 1000} {
 		b.Run("agents="+strconv.Itoa(agents), func(b *testing.B) {
-			s, err := New(Config{Addr: "127.0.0.1:0", DataDir: b.TempDir()})
+			s, err := New(Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}})
 			if err != nil {
 				b.Fatal(err)
 			}

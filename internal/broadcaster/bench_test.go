@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -36,7 +37,7 @@ func BenchmarkAckToReceipt(b *testing.B) {
 
 func benchAckToReceipt(b *testing.B, n int) {
 	// n subscribers connect at once from one address
-	cfg := Config{Addr: "127.0.0.1:0", DataDir: b.TempDir(), MaxConnsPerAddr: -1}
+	cfg := Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}, MaxConnsPerAddr: -1}
 	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -151,7 +152,7 @@ func decodeJSON(resp *http.Response, v any) {
 //
 //	go test -run '^$' -bench PostBatch -benchmem ./internal/broadcaster/
 func BenchmarkPostBatch(b *testing.B) {
-	s, err := New(Config{Addr: "127.0.0.1:0", DataDir: b.TempDir()})
+	s, err := New(Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,20 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/eventlog"
-	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // Defaults of Config.
 const (
 	DefaultAddr               = "127.0.0.1:8080"
-	DefaultDataDir            = "./data"
 	DefaultHeartbeat          = 15 * time.Second
 	DefaultRetry              = 2 * time.Second
 	DefaultMaxBodyBytes       = 1 << 20
@@ -47,12 +44,14 @@ type Config struct {
 	// socket activation).
 	Listener net.Listener
 
-	// The log: embedded NATS under DataDir unless NATS.URLs is set.
-	DataDir string
-	NATS    natslog.Config
-	// Log, when set, is the log to use instead of the JetStream log that
-	// NATS describes (for instance a memlog in tests). The server closes
-	// it on Shutdown; when Start fails, the caller closes it.
+	// Backend is the revocation log, connected by Start once the other
+	// checks passed (natslog.Config for JetStream, memlog.Config in
+	// memory): the caller's wiring chooses it, the server only knows
+	// eventlog.
+	Backend eventlog.Backend
+	// Log, when set, is a log already connected, used instead of
+	// Backend. The server closes it on Shutdown; when Start fails, the
+	// caller closes it.
 	Log eventlog.Log
 
 	MaxTokenLifetime time.Duration
@@ -144,9 +143,6 @@ func (c *Config) setDefaults() {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
-	}
 	if c.MaxTokenLifetime <= 0 {
 		c.MaxTokenLifetime = events.DefaultMaxTokenLifetime
 	}
@@ -213,13 +209,18 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.NATS.ExpiryGrace = c.ExpiryGrace
-	if c.NATS.DataDir == "" {
-		c.NATS.DataDir = c.DataDir
+}
+
+// logDescription describes the log: Backend's description, or a bare one
+// naming the type of a Log given as is.
+func (c *Config) logDescription() eventlog.Description {
+	switch {
+	case c.Log != nil:
+		return eventlog.Description{Kind: fmt.Sprintf("%T", c.Log)}
+	case c.Backend != nil:
+		return c.Backend.Describe()
 	}
-	if c.NATS.Logger == nil {
-		c.NATS.Logger = c.Logger
-	}
+	return eventlog.Description{}
 }
 
 // CheckConfig runs the checks of New, and those of Start that need nothing
@@ -256,38 +257,16 @@ func (c *Config) validate() error {
 	if c.RateLimit < 0 {
 		errs = append(errs, errors.New("rate-limit must not be negative"))
 	}
-	n := c.NATS
-	if tlsSet := []bool{n.ClusterTLSCertFile != "", n.ClusterTLSKeyFile != "", n.ClusterTLSCAFile != ""}; slices.Contains(tlsSet, true) && slices.Contains(tlsSet, false) {
-		errs = append(errs, errors.New("cluster-tls-cert, cluster-tls-key and cluster-tls-ca go together"))
-	}
-	if err := c.validateReplicas(); err != nil {
-		errs = append(errs, err)
+	switch {
+	case c.Log == nil && c.Backend == nil:
+		errs = append(errs, errors.New("no revocation log: set Backend (or Log)"))
+	case c.Log == nil:
+		if err := c.Backend.Check(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	return nil
-}
-
-// maxReplicas is the most replicas JetStream keeps of a stream.
-const maxReplicas = 5
-
-// validateReplicas refuses a replica count no server set can hold: the
-// stream would never be created and the broadcaster would wait for it for
-// ever. A standalone embedded server holds one replica; how many servers an
-// embedded cluster or an external deployment has is only known once they
-// answer.
-func (c *Config) validateReplicas() error {
-	n := c.NATS.Replicas
-	switch {
-	case n == 0: // the default: one
-		return nil
-	case n < 0 || n > maxReplicas:
-		return fmt.Errorf("--replicas must be 1 to %d (JetStream keeps at most %d copies of a stream), not %d", maxReplicas, maxReplicas, n)
-	case n > 1 && len(c.NATS.URLs) == 0 && c.NATS.ClusterName == "":
-		return fmt.Errorf("--replicas %d needs a cluster: a standalone embedded NATS server keeps one copy of the stream. "+
-			"Form a cluster of at least %d broadcasters (--cluster-name, --cluster-addr, --routes) or use an external NATS cluster (--nats-url), "+
-			"or keep --replicas 1", n, n)
 	}
 	return nil
 }
@@ -318,7 +297,7 @@ func (c *Config) checkExposure(addr string) error {
 			"and audit log. Give every node the same --cluster-secret-file (16+ characters), or mutual TLS with "+
 			"--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca, listen for routes on 127.0.0.1, or pass "+
 			"--insecure if the network itself keeps every other server away from the route port",
-			ErrInsecure, c.NATS.ClusterAddr)
+			ErrInsecure, c.logDescription().PeerAddr)
 	}
 	if exposed := c.demoExposed(addr); exposed != "" && len(c.DemoCredentials) > 0 {
 		return fmt.Errorf("%w: %s is reachable from other machines, and the configuration uses demo credentials "+
@@ -329,12 +308,11 @@ func (c *Config) checkExposure(addr string) error {
 	return nil
 }
 
-// openRoutes reports whether embedded cluster routes listen beyond loopback
-// without a secret or mutual TLS.
+// openRoutes reports whether the log listens for peers (cluster routes)
+// beyond loopback without a secret or mutual TLS.
 func (c *Config) openRoutes() bool {
-	n := c.NATS
-	return len(n.URLs) == 0 && n.ClusterName != "" && !isLoopback(n.ClusterAddr) &&
-		n.ClusterSecret == "" && n.ClusterTLSCertFile == ""
+	d := c.logDescription()
+	return d.PeerAddr != "" && !isLoopback(d.PeerAddr) && !d.PeersAuthenticated
 }
 
 // demoExposed returns the address (HTTP, or cluster routes) that demo
@@ -343,8 +321,8 @@ func (c *Config) demoExposed(addr string) string {
 	if !isLoopback(addr) {
 		return addr
 	}
-	if len(c.NATS.URLs) == 0 && c.NATS.ClusterName != "" && !isLoopback(c.NATS.ClusterAddr) {
-		return c.NATS.ClusterAddr
+	if d := c.logDescription(); d.PeerAddr != "" && !isLoopback(d.PeerAddr) {
+		return d.PeerAddr
 	}
 	return ""
 }
@@ -357,7 +335,7 @@ func (c *Config) insecureWarnings(addr string) []string {
 	}
 	var w []string
 	if c.openRoutes() {
-		w = append(w, "INSECURE: the cluster routes on "+c.NATS.ClusterAddr+" accept any NATS server (no --cluster-secret-file, "+
+		w = append(w, "INSECURE: the cluster routes on "+c.logDescription().PeerAddr+" accept any NATS server (no --cluster-secret-file, "+
 			"no --cluster-tls-*; --insecure): whoever reaches that port can join the cluster and write or lift revocations "+
 			"past the API's credentials and audit log")
 	}

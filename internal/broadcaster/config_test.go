@@ -28,7 +28,7 @@ func TestConfigRefusesReplicasWithoutCluster(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(Config{DataDir: t.TempDir(), NATS: tc.nats})
+			_, err := New(Config{Backend: tc.nats})
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -52,8 +52,7 @@ func TestExternalNATS(t *testing.T) {
 	dead := "nats://127.0.0.1:" + freePort(t)
 	data := t.TempDir()
 	s, base := startServer(t, func(c *Config) {
-		c.DataDir = data
-		c.NATS.URLs = []string{dead, n.URL}
+		c.Backend = natslog.Config{DataDir: data, URLs: []string{dead, n.URL}}
 		c.EpochCheckInterval = 100 * time.Millisecond
 	})
 	first := post(t, base, `{"jti":"ext-1"}`)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 var (
@@ -40,7 +41,7 @@ func fuzzTarget(f *testing.F) (*Server, string) {
 			panic(err)
 		}
 		fuzzDir = dir
-		s, err := New(Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: auth.New(ks, nil), RateLimit: 0})
+		s, err := New(Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: dir}, Auth: auth.New(ks, nil), RateLimit: 0})
 		if err != nil {
 			panic(err)
 		}

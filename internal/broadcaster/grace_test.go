@@ -11,6 +11,7 @@ import (
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/eventlog"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // fullState reads a fresh subscriber's replay up to synced: what an agent
@@ -47,7 +48,7 @@ func fullState(t *testing.T, base string) (map[string]events.Revocation, events.
 // expires_at by G too. The synced event tells agents L and G.
 func TestExpiryGrace(t *testing.T) {
 	dir := t.TempDir()
-	s, base := embeddedNATS.start(t, func(c *Config) { c.DataDir = dir }) // restarts on the same data
+	s, base := embeddedNATS.start(t, func(c *Config) { c.Backend = natslog.Config{DataDir: dir} }) // restarts on the same data
 	grace := events.DefaultExpiryGrace
 	now := time.Now()
 	at := func(d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
@@ -137,6 +138,6 @@ func TestExpiryGrace(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, base = embeddedNATS.start(t, func(c *Config) { c.DataDir = dir })
+	_, base = embeddedNATS.start(t, func(c *Config) { c.Backend = natslog.Config{DataDir: dir} })
 	t.Run("after a restart", func(t *testing.T) { check(t, base) })
 }

@@ -757,7 +757,7 @@ type readiness struct {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
-	ans := readiness{Server: s.cfg.NATS.ServerName}
+	ans := readiness{Server: s.desc.Node}
 	select {
 	case <-s.ready:
 	default:

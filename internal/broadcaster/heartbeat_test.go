@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // TestHeartbeatCost: the heartbeat promise (a node pings only while it has
@@ -62,7 +63,7 @@ func TestHeartbeatCost(t *testing.T) {
 	}
 	nc.Flush()
 	_, base := startServer(t, func(c *Config) {
-		c.NATS.URLs = []string{ns.URL}
+		c.Backend = natslog.Config{URLs: []string{ns.URL}}
 		c.Heartbeat = heartbeat
 		c.MaxSubscribers = subscribers + 10
 		c.MaxSubscribersPerPrincipal = subscribers + 10 // all from one address

@@ -1,8 +1,10 @@
 // Package broadcaster is the revocast broadcaster: the HTTP API operators
-// post revocations to, the revocation log they are stored in, and the SSE
-// stream that fans them out to agents. cmd/broadcaster wires flags into a
-// Config and calls Run; tests call Start and Shutdown with a temporary data
-// directory and a ":0" address.
+// post revocations to, and the SSE stream that fans the revocation log out
+// to agents. The log is an eventlog.Backend the caller chooses (the
+// JetStream log of pkg/events/natslog in cmd/broadcaster, the in-memory log
+// of pkg/events/memlog in most tests); this package knows only eventlog.
+// cmd/broadcaster wires flags into a Config and calls Start; tests call
+// Start and Shutdown with a ":0" address.
 //
 // A *Server is safe for concurrent use; Start and Shutdown are each called
 // once.
@@ -27,7 +29,6 @@ import (
 	"github.com/revocast/revocast/internal/ui"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/eventlog"
-	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // Server is one broadcaster process.
@@ -38,6 +39,7 @@ type Server struct {
 	metrics *metrics
 
 	store   eventlog.Log
+	desc    eventlog.Description // of the log, from the configuration
 	hub     *hub.Hub
 	fleet   *fleet // the agents and what they applied
 	auth    *auth.Authenticator
@@ -89,12 +91,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:     cfg,
+		desc:    cfg.logDescription(),
 		log:     cfg.Logger,
 		auth:    cfg.Auth,
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 		policy: events.Policy{
 			MaxTokenLifetime: cfg.MaxTokenLifetime,
-			MaxExpiry:        maxExpiry(cfg.NATS.MaxAge, cfg.ExpiryGrace),
+			MaxExpiry:        maxExpiry(cfg.logDescription().MaxAge, cfg.ExpiryGrace),
 		},
 	}
 	if cfg.Auth.VerifiesJWTs() {
@@ -102,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.opened, s.ready = make(chan struct{}), make(chan struct{})
 	s.clock = time.Now()
-	s.fleet = newFleet(cfg.NATS.ServerName, cfg.AgentStaleness, cfg.AgentRetention)
+	s.fleet = newFleet(cfg.logDescription().Node, cfg.AgentStaleness, cfg.AgentRetention)
 	if s.fleet.node == "" {
 		s.fleet.node = "revocast"
 	}
@@ -122,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 
 func maxExpiry(maxAge, grace time.Duration) time.Duration {
 	if maxAge <= 0 {
-		maxAge = natslog.DefaultMaxAge
+		maxAge = eventlog.DefaultMaxAge
 	}
 	// a revocation must leave by TTL (expires_at + G) before the stream's
 	// safety net would cut it
@@ -152,11 +155,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	store := s.cfg.Log
 	if store == nil {
-		js, err := natslog.Connect(s.cfg.NATS)
+		var err error
+		store, err = s.cfg.Backend.Connect(eventlog.ConnectOptions{ExpiryGrace: s.cfg.ExpiryGrace, Logger: s.log})
 		if err != nil {
 			return fmt.Errorf("open revocation log: %w", err)
 		}
-		store = js
 	}
 	ln := s.cfg.Listener
 	if ln == nil {
@@ -204,7 +207,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go s.open()
 	s.log.Info("broadcaster listening", "addr", ln.Addr().String(), "scheme", scheme,
-		"log", s.logMode(), "data", s.cfg.DataDir)
+		"log", s.desc.Kind, "data", s.desc.Where)
 	switch {
 	case s.auth.Enabled():
 		s.log.Info("credentials required", "public_events", s.cfg.PublicEvents)
@@ -282,7 +285,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/healthz":
 		s.handleHealth(w, r)
 	case r.URL.Path == "/readyz":
-		writeJSON(w, http.StatusServiceUnavailable, readiness{Status: "waiting for the revocation log (JetStream meta leader and stream)", Server: s.cfg.NATS.ServerName})
+		writeJSON(w, http.StatusServiceUnavailable, readiness{Status: "waiting for the revocation log (JetStream meta leader and stream)", Server: s.desc.Node})
 	case r.URL.Path == "/metrics":
 		s.metrics.handler().ServeHTTP(w, r)
 	case r.URL.Path == "/v1/openapi.json":
@@ -301,22 +304,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, "the revocation log is not available yet; retry shortly", "")
 	}
-}
-
-// logMode names the log in the startup line: the JetStream log's mode, or
-// the type of a log given in Config.Log.
-func (s *Server) logMode() string {
-	if s.cfg.Log != nil {
-		return fmt.Sprintf("%T", s.cfg.Log)
-	}
-	return natsMode(s.cfg.NATS)
-}
-
-func natsMode(c natslog.Config) string {
-	if len(c.URLs) > 0 {
-		return "external"
-	}
-	return "embedded"
 }
 
 // Addr is the address the server listens on (useful with ":0").

@@ -22,6 +22,7 @@ import (
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/memlog"
+	"github.com/revocast/revocast/pkg/events/natslog"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -43,16 +44,17 @@ func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
 // start runs a broadcaster on 127.0.0.1:0 whose log is on b, fresh.
 func (b backend) start(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second, Logger: testLogger(t)}
-	if b == externalNATS {
-		cfg.NATS.URLs = []string{testutil.StartNATS(t).URL}
+	cfg := Config{Addr: "127.0.0.1:0", Heartbeat: time.Second, Logger: testLogger(t)}
+	switch b {
+	case embeddedNATS:
+		cfg.Backend = natslog.Config{DataDir: t.TempDir()}
+	case externalNATS:
+		cfg.Backend = natslog.Config{URLs: []string{testutil.StartNATS(t).URL}}
+	case memoryLog:
+		cfg.Backend = memlog.Config{}
 	}
 	if mod != nil {
-		mod(&cfg)
-	}
-	// a test that configures NATS gets NATS
-	if b == memoryLog && len(cfg.NATS.URLs) == 0 && cfg.Log == nil {
-		cfg.Log = memlog.New(memlog.Config{ExpiryGrace: cfg.ExpiryGrace})
+		mod(&cfg) // a test that configures NATS gets NATS
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -706,7 +708,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 func TestShutdownEndsStreams(t *testing.T) {
-	cfg := Config{Addr: "127.0.0.1:0", DataDir: t.TempDir()}
+	cfg := Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: t.TempDir()}}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // exampleBroadcaster runs a broadcaster with embedded NATS in a temporary
@@ -21,7 +22,7 @@ func exampleBroadcaster() (base string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	s, err := broadcaster.New(broadcaster.Config{Addr: "127.0.0.1:0", DataDir: dir, Heartbeat: time.Second})
+	s, err := broadcaster.New(broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: dir}, Heartbeat: time.Second})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 // Broadcaster runs an in-process broadcaster on 127.0.0.1:0 with a
@@ -17,7 +18,7 @@ import (
 // it with its base URL once it is ready. mod adjusts the configuration.
 func Broadcaster(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
 	t.Helper()
-	cfg := broadcaster.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Heartbeat: time.Second}
+	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: t.TempDir()}, Heartbeat: time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}

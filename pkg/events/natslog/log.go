@@ -24,7 +24,7 @@ import (
 const (
 	DefaultStreamName      = "REVOCAST"
 	DefaultSubjectPrefix   = "revocast.rev"
-	DefaultMaxAge          = 366 * 24 * time.Hour
+	DefaultMaxAge          = eventlog.DefaultMaxAge
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultPublishTimeout  = 5 * time.Second
 )
