@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -19,14 +18,6 @@ import (
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/eventlog"
 )
-
-// applyWait bounds how long a write waits for this node's mirror to show it
-// after the log acknowledged it. The write is durable either way.
-const applyWait = 2 * time.Second
-
-// catchUpWait bounds how long a read waits for this node to catch up with
-// the stream (catchUpForRead).
-const catchUpWait = 3 * time.Second
 
 // maxIdempotencyKey bounds the Idempotency-Key header.
 const maxIdempotencyKey = 200
@@ -342,7 +333,7 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, rev *events.Rev
 		s.audit(r, "revoked", rev.Key, rev.Reason, p.Seq)
 	}
 	id := events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String()
-	s.waitApplied(r.Context(), p.Seq)
+	s.follower.waitApplied(r.Context(), p.Seq)
 	w.Header().Set("Location", "/v1/revocations/"+rev.Key)
 	writeRawJSON(w, code, s.withEnforcement(r, appendResult(nil, p.Stored, id, p.Seq, status, ""), p.Seq))
 }
@@ -493,7 +484,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 		if created > 0 {
 			s.fleet.acknowledged(maxSeq, time.Now())
 		}
-		s.waitApplied(r.Context(), maxSeq)
+		s.follower.waitApplied(r.Context(), maxSeq)
 		buf = s.withEnforcement(r, buf, maxSeq)
 	}
 	switch {
@@ -510,82 +501,6 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, revs []events
 func (s *Server) audit(r *http.Request, action, key, reason string, seq uint64) {
 	s.log.Info(action, "audit", true, "actor", actor(r), "key", key, "reason", reason,
 		"seq", seq, "remote", r.RemoteAddr)
-}
-
-// waitApplied lets a writer's answer imply that this node's subscribers and
-// listings have the event.
-func (s *Server) waitApplied(ctx context.Context, seq uint64) {
-	ctx, cancel := context.WithTimeout(ctx, applyWait)
-	defer cancel()
-	if err := s.hub.WaitApplied(ctx, seq); err != nil && ctx.Err() == context.DeadlineExceeded {
-		s.log.Warn("acknowledged write not yet fanned out", "seq", seq)
-		s.restartFollow("an acknowledged write did not reach the consumer")
-	}
-}
-
-// catchUpForRead lets a reader see every write acknowledged before it
-// asked, by any node of a cluster (the node that took a write has it
-// already: see waitApplied): it catches up, waiting at most catchUpWait,
-// and answers anyway when it cannot.
-func (s *Server) catchUpForRead(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
-	defer cancel()
-	if err := s.catchUp(ctx); err != nil {
-		s.log.Warn("answering a read without knowing this node caught up with the stream", "head", s.hub.Head(), "err", err)
-	}
-}
-
-// errBehind means this node's mirror did not catch up with the stream in
-// time.
-var errBehind = errors.New("this node is behind the stream")
-
-// catchUp waits, until ctx ends, for this node's mirror to hold everything
-// the stream held when it was called; nil means it does. The stream leader
-// is asked for the first message after the mirror's head: when there is
-// none (the usual case, one request), the node is current. Otherwise the
-// mirror must reach the stream's last sequence at the time, skipping
-// messages that expired in between by asking the leader for the next
-// stored one. A consumer that does not move for a second is restarted, as
-// for a write that does not come back (a consumer created while a cluster
-// forms can stall). Readers (catchUpForRead) and the heartbeat promise
-// (checkCurrent) both rely on it.
-func (s *Server) catchUp(ctx context.Context) error {
-	if s.store.Epoch() != s.hub.Epoch() {
-		return errors.New("the mirror still serves the stream's previous instance")
-	}
-	var target uint64
-	for first := true; ; first = false {
-		head := s.hub.Head()
-		next, ok, err := s.store.NextAfter(ctx, head)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil
-		}
-		if first {
-			// the leader answered next; the stream's position may be
-			// read from a replica that lags it
-			st, err := s.store.State(ctx)
-			if err != nil {
-				return err
-			}
-			target = max(st.LastSeq, next)
-		}
-		if next > target {
-			return nil
-		}
-		wctx, wcancel := context.WithTimeout(ctx, time.Second)
-		err = s.hub.WaitApplied(wctx, next)
-		wcancel()
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: head %d, stream at %d", errBehind, head, target)
-		}
-		s.restartFollow("this node is behind the stream") // at most once a second
-	}
 }
 
 type liftAnswer struct {
@@ -633,7 +548,7 @@ func (s *Server) handleLift(w http.ResponseWriter, r *http.Request) {
 		s.metrics.published.WithLabelValues(events.TypeLift).Inc()
 		s.audit(r, "lifted", key, reason, p.Seq)
 	}
-	s.waitApplied(r.Context(), p.Seq)
+	s.follower.waitApplied(r.Context(), p.Seq)
 	writeJSON(w, http.StatusOK, liftAnswer{Key: key, ID: events.EventID{Epoch: s.store.Epoch(), Seq: p.Seq}.String(), Seq: p.Seq, Status: status})
 }
 
@@ -646,7 +561,7 @@ type listAnswer struct {
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	s.catchUpForRead(r.Context())
+	s.follower.catchUpForRead(r.Context())
 	limit := DefaultListLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -724,7 +639,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, http.StatusBadRequest, "invalid", "key: must be the 32 hex digits returned when the revocation was created", "key")
 		return
 	}
-	s.catchUpForRead(r.Context())
+	s.follower.catchUpForRead(r.Context())
 	data, ok := s.hub.Get(key)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no live revocation with this key", "key")

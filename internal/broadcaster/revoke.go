@@ -136,7 +136,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	// With an Idempotency-Key the write goes on, so that a key reused for
 	// another request is refused (409) whatever the token; a redundant
 	// revocation under the token's own key only adds.
-	s.catchUpForRead(r.Context())
+	s.follower.catchUpForRead(r.Context())
 	if by, ok := s.revokedUntil(&facts, exp); ok && idem == "" {
 		s.log.Info("revoke-by-token: nothing revoked", "audit", true, "reason", "already revoked", "by", by,
 			"actor", caller.Name, "remote", r.RemoteAddr)
@@ -156,14 +156,14 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.Duplicate {
-		s.waitApplied(r.Context(), p.Seq)
+		s.follower.waitApplied(r.Context(), p.Seq)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	s.metrics.published.WithLabelValues(events.TypeRevoke).Inc()
 	s.log.Info("revoked", "audit", true, "actor", caller.Name, "key", rev.Key, "reason", rev.Reason,
 		"seq", p.Seq, "remote", r.RemoteAddr, "via", "rfc7009")
-	s.waitApplied(r.Context(), p.Seq)
+	s.follower.waitApplied(r.Context(), p.Seq)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -61,23 +61,14 @@ type Server struct {
 	// router is the full API, installed once the log is open.
 	router atomic.Pointer[http.Handler]
 	opened chan struct{} // closed when the log is open (router set)
-	// stopFollow ends the current consumer, so that follow checks the epoch.
-	followMu    sync.Mutex
-	stopFollow  context.CancelFunc
-	lastRestart time.Time
-	ready       chan struct{} // closed when the mirror has caught up
+	// follower keeps the hub following the log and owns every wait on
+	// it; set in open, before the router.
+	follower *follower
+	ready    chan struct{} // closed when the mirror has caught up
 	// background runs the consumer and the sweeper.
 	background    context.Context
 	endBackground context.CancelFunc
 	wg            sync.WaitGroup
-
-	// clock is the base of caughtUpAt: monotonic time since New.
-	clock time.Time
-	// caughtUpAt is when (nanoseconds since clock, plus one) the last
-	// check that found this node caught up with the stream leader began;
-	// 0 after a check that did not. Heartbeats are sent only while it is
-	// recent (current).
-	caughtUpAt atomic.Int64
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -104,7 +95,6 @@ func New(cfg Config) (*Server, error) {
 		s.guard = newOperatorGuard()
 	}
 	s.opened, s.ready = make(chan struct{}), make(chan struct{})
-	s.clock = time.Now()
 	s.fleet = newFleet(cfg.logDescription().Node, cfg.AgentStaleness, cfg.AgentRetention)
 	if s.fleet.node == "" {
 		s.fleet.node = "revocast"
@@ -237,9 +227,23 @@ func (s *Server) open() {
 	h := hub.New(s.store.Epoch(), hub.WithMaxLag(s.cfg.MaxLag), hub.WithExpiryGrace(s.cfg.ExpiryGrace))
 	s.hub = h
 	s.fleet.epoch, s.fleet.head = h.Epoch, h.Head
+	f := newFollower(s.store, h, s.log, s.cfg.Heartbeat, s.cfg.EpochCheckInterval)
+	if s.guard != nil {
+		guard := s.guard
+		f.onApply = func(rec eventlog.Record) { guard.apply(rec.Seq, rec.Type, rec.Data) }
+		f.onReset = func(uint64) { guard.reset() }
+	}
+	f.onCheck = func(caughtUp bool) {
+		outcome := "not_caught_up"
+		if caughtUp {
+			outcome = "caught_up"
+		}
+		s.metrics.currentChecks.WithLabelValues(outcome).Inc()
+	}
+	s.follower = f
 	router := s.routes()
 	s.router.Store(&router)
-	s.wg.Add(7)
+	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
 		s.fleet.settleLoop(s.background)
@@ -248,10 +252,11 @@ func (s *Server) open() {
 		defer s.wg.Done()
 		s.runFleet(s.background)
 	}()
-	go s.follow()
+	go func() {
+		defer s.wg.Done()
+		f.run(s.background)
+	}()
 	go s.sweep()
-	go s.watch()
-	go s.checkCurrent()
 	go func() {
 		defer s.wg.Done()
 		select {
@@ -314,156 +319,6 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.registry }
 
 // Ready is closed once the log is open and the mirror has caught up with it.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
-
-// follow is the one consumer of this process: it feeds the hub from the log
-// and starts again after the last applied sequence when it fails. When the
-// stream turns out to be a new instance (deleted and created again in an
-// external NATS), the hub is reset to the new epoch, which disconnects
-// every subscriber: they come back with IDs of the old epoch and are told
-// to reset.
-func (s *Server) follow() {
-	defer s.wg.Done()
-	backoff := 100 * time.Millisecond
-	for s.background.Err() == nil {
-		fctx, cancel := context.WithCancel(s.background)
-		s.followMu.Lock()
-		s.stopFollow = cancel
-		s.followMu.Unlock()
-		from := s.hub.Head() + 1
-		err := s.store.Follow(fctx, from, s.apply, s.hub.SetReady)
-		cancel()
-		if s.background.Err() != nil {
-			return
-		}
-		before := s.store.Epoch()
-		if changed, cerr := s.store.EpochChanged(s.background); cerr == nil && changed {
-			if err := s.store.Open(s.background); err != nil {
-				continue
-			}
-			s.log.Warn("the stream is a new instance: subscribers will be told to reset",
-				"old_epoch", before, "epoch", s.store.Epoch())
-			s.hub.Reset(s.store.Epoch())
-			if s.guard != nil {
-				s.guard.reset()
-			}
-			backoff = 100 * time.Millisecond
-			continue
-		}
-		if errors.Is(err, eventlog.ErrStalled) {
-			s.log.Warn("the consumer stalled; following again", "from", from)
-			continue
-		}
-		s.log.Warn("following the log failed; resuming", "from", from, "err", err, "in", backoff)
-		select {
-		case <-s.background.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-// watch restarts the consumer when the stream was deleted or created anew:
-// an ordered consumer would carry on on the new stream from the old
-// sequence. (A consumer that stalls is noticed by Follow itself.)
-func (s *Server) watch() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.EpochCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.background.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(s.background, 5*time.Second)
-		changed, err := s.store.EpochChanged(ctx)
-		cancel()
-		if err == nil && changed {
-			s.restartFollow("the stream changed")
-		}
-	}
-}
-
-// restartFollow ends the current consumer; follow starts a new one after
-// the last applied sequence (checking the epoch first).
-func (s *Server) restartFollow(why string) {
-	s.followMu.Lock()
-	defer s.followMu.Unlock()
-	if s.stopFollow == nil || time.Since(s.lastRestart) < time.Second {
-		return
-	}
-	s.lastRestart = time.Now()
-	s.log.Warn("restarting the consumer", "reason", why, "head", s.hub.Head())
-	s.stopFollow()
-}
-
-func (s *Server) apply(rec eventlog.Record) error {
-	ev := hub.Event{Seq: rec.Seq, Type: rec.Type, Key: rec.Key, Data: rec.Data, Expires: rec.Expires}
-	if err := s.hub.Apply(ev); err != nil {
-		s.log.Error("cannot fan out event", "seq", rec.Seq, "err", err)
-	}
-	if s.guard != nil {
-		s.guard.apply(rec.Seq, rec.Type, rec.Data)
-	}
-	return nil
-}
-
-// checkCurrent keeps the heartbeat promise: once per heartbeat interval it
-// checks that this node has caught up with the stream leader (catchUp,
-// which asks the leader for the first message after the mirror's head),
-// and current reports whether the last check did. One check per node and
-// interval, whatever the number of subscribers. A node cut off from its
-// cluster cannot reach a leader: it stops pinging, and its agents turn
-// stale and move to another node.
-func (s *Server) checkCurrent() {
-	defer s.wg.Done()
-	select {
-	case <-s.hub.Ready():
-	case <-s.background.Done():
-		return
-	}
-	t := time.NewTicker(s.cfg.Heartbeat)
-	defer t.Stop()
-	wasCurrent := true
-	for {
-		began := int64(time.Since(s.clock)) + 1
-		ctx, cancel := context.WithTimeout(s.background, s.cfg.Heartbeat)
-		err := s.catchUp(ctx)
-		cancel()
-		if s.background.Err() != nil {
-			return
-		}
-		if err == nil {
-			s.caughtUpAt.Store(began)
-			s.metrics.currentChecks.WithLabelValues("caught_up").Inc()
-		} else {
-			s.caughtUpAt.Store(0)
-			s.metrics.currentChecks.WithLabelValues("not_caught_up").Inc()
-		}
-		switch {
-		case err != nil && wasCurrent:
-			s.log.Warn("not caught up with the stream leader: heartbeats withheld until it is", "head", s.hub.Head(), "err", err)
-		case err == nil && !wasCurrent:
-			s.log.Info("caught up with the stream leader again: heartbeats resume", "head", s.hub.Head())
-		}
-		wasCurrent = err == nil
-		select {
-		case <-s.background.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// current reports whether this node may promise subscribers that its view
-// is current: a check that began at most two heartbeat intervals ago (one
-// interval between checks, and at most one for the check itself) found it
-// caught up, and no later check found otherwise.
-func (s *Server) current() bool {
-	at := s.caughtUpAt.Load()
-	return at != 0 && int64(time.Since(s.clock))+1-at <= int64(2*s.cfg.Heartbeat)
-}
 
 func (s *Server) sweep() {
 	defer s.wg.Done()

@@ -276,7 +276,7 @@ func (s *Server) pump(ctx context.Context, st frameWriter, sub *hub.Subscription
 				heartbeat.Reset(s.cfg.Heartbeat - idle)
 				continue
 			}
-			if !s.current() {
+			if !s.follower.current() {
 				// a ping promises that this node is current: stay
 				// silent, so that the subscriber turns stale and moves
 				// to another node, until it is again
