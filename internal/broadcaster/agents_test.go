@@ -1,20 +1,14 @@
 package broadcaster
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/revocast/revocast/internal/hub"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
-	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
 type agentsList struct {
@@ -187,121 +181,6 @@ func TestAgentReportsRefused(t *testing.T) {
 		for _, q := range []string{"wait=soon", "wait=-1s", "wait=6m"} {
 			if a := do(t, "POST", base+"/v1/revocations?"+q, `{"sub":"x"}`); a.status != 400 {
 				t.Fatalf("%s: %d %s, want 400", q, a.status, a.body)
-			}
-		}
-	})
-}
-
-// BenchmarkAppliedReport is the broadcaster's cost of one report: the
-// handler through the router (authentication, decoding, the fleet's
-// bookkeeping), without the network.
-func BenchmarkAppliedReport(b *testing.B) {
-	for _, agents := range []int{1, 1000} {
-		b.Run("agents="+strconv.Itoa(agents), func(b *testing.B) {
-			s, err := New(Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.hub = hub.New(7)
-			s.fleet.epoch, s.fleet.head = s.hub.Epoch, func() uint64 { return 100 }
-			h := s.routes()
-			for i := range agents {
-				s.fleet.connect("agent", "i"+strconv.Itoa(i), s.hub.Subscribe(0))
-			}
-			// a pending acknowledgement, as under load
-			s.fleet.acknowledged(1_000_000, time.Now())
-			bodies := make([][]byte, agents)
-			for i := range bodies {
-				bodies[i] = []byte(`{"instance":"i` + strconv.Itoa(i) + `","applied":"7-99"}`)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				req := httptest.NewRequest("POST", "/v1/agents/applied", bytes.NewReader(bodies[i%agents]))
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != http.StatusNoContent {
-					b.Fatalf("%d %s", w.Code, w.Body)
-				}
-			}
-		})
-	}
-}
-
-// TestFleetAcrossNodes passes the records two nodes would write to the
-// positions bucket from one to the other, as the bucket's watch does.
-func TestFleetAcrossNodes(t *testing.T) {
-	h := hub.New(7)
-	nodes := map[string]*fleet{}
-	for _, name := range []string{"n1", "n2"} {
-		f := newFleet(name, time.Minute, 5*time.Minute)
-		f.epoch, f.head = h.Epoch, func() uint64 { return 10 }
-		nodes[name] = f
-	}
-	n1, n2 := nodes["n1"], nodes["n2"]
-	exchange := func(t *testing.T, from, to *fleet) {
-		t.Helper()
-		for k, v := range from.flushRecords() {
-			to.remoteUpdate(k, v)
-		}
-	}
-	sub := h.Subscribe(0)
-	defer sub.Close()
-	left := n1.connect("api", "i1", sub)
-	exchange(t, n1, n2)
-
-	for _, tc := range []struct {
-		name     string
-		node     *fleet
-		instance string
-		applied  uint64
-		wantErr  error
-	}{
-		{"the streaming node", n1, "i1", 4, nil},
-		{"another node passes it on", n2, "i1", 6, nil},
-		{"an instance no node streams", n2, "nobody", 6, errUnknownInstance},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.node.report(tc.instance, events.EventID{Epoch: 7, Seq: tc.applied}); !errors.Is(err, tc.wantErr) {
-				t.Fatalf("report: %v, want %v", err, tc.wantErr)
-			}
-			if tc.wantErr != nil {
-				return
-			}
-			exchange(t, n2, n1)
-			exchange(t, n1, n2)
-			for name, f := range nodes {
-				l := f.list()
-				if len(l) != 1 || l[0].Applied != "7-"+strconv.FormatUint(tc.applied, 10) || l[0].Node != "n1" || !l[0].Connected || !l[0].Fresh {
-					t.Fatalf("%s lists %+v", name, l)
-				}
-				if e, _ := f.enforcementOf(tc.applied); e.Agents != 1 || e.Applied != 1 {
-					t.Fatalf("%s: enforcement %+v", name, e)
-				}
-				if e, _ := f.enforcementOf(tc.applied + 1); e.Applied != 0 || len(e.Pending) != 1 || e.Pending[0].Instance != "i1" {
-					t.Fatalf("%s: enforcement of a later event %+v", name, e)
-				}
-			}
-		})
-	}
-	t.Run("an older report from another node changes nothing", func(t *testing.T) {
-		if err := n2.report("i1", events.EventID{Epoch: 7, Seq: 2}); err != nil {
-			t.Fatal(err)
-		}
-		exchange(t, n2, n1)
-		if l := n1.list(); l[0].Applied != "7-6" {
-			t.Fatalf("n1 lists %+v", l)
-		}
-	})
-	t.Run("disconnected", func(t *testing.T) {
-		left()
-		exchange(t, n1, n2)
-		for name, f := range nodes {
-			if l := f.list(); len(l) != 1 || l[0].Connected || l[0].DisconnectedAt == nil {
-				t.Fatalf("%s lists %+v", name, l)
-			}
-			if e, _ := f.enforcementOf(1); e.Agents != 0 {
-				t.Fatalf("%s counts a disconnected agent: %+v", name, e)
 			}
 		}
 	})

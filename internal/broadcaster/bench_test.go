@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,43 +143,4 @@ func benchAckToReceipt(b *testing.B, n int) {
 func decodeJSON(resp *http.Response, v any) {
 	defer resp.Body.Close()
 	_ = json.NewDecoder(resp.Body).Decode(v)
-}
-
-// BenchmarkPostBatch posts batches of 1,000 revocations straight to the
-// handler (no HTTP client), to profile the write path with
-// -cpuprofile/-memprofile.
-//
-//	go test -run '^$' -bench PostBatch -benchmem ./internal/broadcaster/
-func BenchmarkPostBatch(b *testing.B) {
-	s, err := New(Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = s.Shutdown(context.Background()) }()
-	<-s.Ready()
-	h := (*s.router.Load())
-	const n = 1000
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		var body strings.Builder
-		body.WriteString(`{"revocations":[`)
-		for j := range n {
-			if j > 0 {
-				body.WriteByte(',')
-			}
-			fmt.Fprintf(&body, `{"jti":"bench-%d-%d","reason":"load"}`, i, j)
-		}
-		body.WriteString(`]}`)
-		req := httptest.NewRequest("POST", "/v1/revocations", strings.NewReader(body.String()))
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusCreated {
-			b.Fatalf("%d %s", rec.Code, rec.Body)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/revocation")
 }
