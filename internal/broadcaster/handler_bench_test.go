@@ -86,6 +86,7 @@ func BenchmarkPostBatch(b *testing.B) {
 		}
 		body.WriteString(`]}`)
 		req := httptest.NewRequest("POST", "/v1/revocations", strings.NewReader(body.String()))
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusCreated {
