@@ -1,8 +1,7 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -12,30 +11,11 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
-
-// keys returns an Authenticator with a reader and a revoker key.
-func keys(t *testing.T) (a *auth.Authenticator, reader, revoker string) {
-	t.Helper()
-	reader, _ = auth.GenerateKey()
-	revoker, _ = auth.GenerateKey()
-	ks, err := auth.ParseKeys(strings.NewReader(
-		auth.KeyLine("dashboard", auth.RoleReader, reader) + "\n" + auth.KeyLine("ops", auth.RoleRevoker, revoker) + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return auth.New(ks, nil), reader, revoker
-}
-
-func bearer(key string) []string {
-	if key == "" {
-		return nil
-	}
-	return []string{"Authorization", "Bearer " + key}
-}
 
 // TestRoleMatrix: every endpoint against no credential, a wrong key, a
 // reader and a revoker.
@@ -43,7 +23,7 @@ func TestRoleMatrix(t *testing.T) { testRoleMatrix(t, embeddedNATS) }
 
 func testRoleMatrix(t *testing.T, on backend) {
 	a, reader, revoker := keys(t)
-	_, base := on.start(t, func(c *Config) { c.Auth = a })
+	_, base := on.start(t, func(c *broadcaster.Config) { c.Auth = a })
 	existing := post(t, base, `{"sub":"carol","ban":true}`, bearer(revoker)...)
 	wrong, _ := auth.GenerateKey()
 
@@ -137,7 +117,7 @@ func statusOf(t *testing.T, method, u, body, key string) (int, http.Header) {
 
 func TestPublicEvents(t *testing.T) {
 	a, _, _ := keys(t)
-	_, base := startServer(t, func(c *Config) { c.Auth = a; c.PublicEvents = true })
+	_, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a; c.PublicEvents = true })
 	if st, _ := statusOf(t, "GET", base+"/v1/events?last_event_id=now", "", ""); st != http.StatusOK {
 		t.Fatalf("public events: %d", st)
 	}
@@ -149,7 +129,7 @@ func TestPublicEvents(t *testing.T) {
 func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
 		t.Run(addr, func(t *testing.T) {
-			s, err := New(Config{Addr: addr, Backend: natslog.Config{DataDir: t.TempDir()}})
+			s, err := broadcaster.New(broadcaster.Config{Addr: addr, Backend: natslog.Config{DataDir: t.TempDir()}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,7 +138,7 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 				_ = s.Shutdown(context.Background())
 				t.Fatal("started on a public address without credentials")
 			}
-			if !errors.Is(err, ErrInsecure) {
+			if !errors.Is(err, broadcaster.ErrInsecure) {
 				t.Fatalf("err = %v", err)
 			}
 			for _, hint := range []string{"--api-keys", "--auth-jwks", "--insecure", "127.0.0.1"} {
@@ -169,14 +149,14 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 		})
 	}
 	// --insecure overrides; credentials make it acceptable
-	for name, mod := range map[string]func(*Config){
-		"insecure":    func(c *Config) { c.Insecure = true },
-		"credentials": func(c *Config) { c.Auth, _, _ = keys(t) },
+	for name, mod := range map[string]func(*broadcaster.Config){
+		"insecure":    func(c *broadcaster.Config) { c.Insecure = true },
+		"credentials": func(c *broadcaster.Config) { c.Auth, _, _ = keys(t) },
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := Config{Addr: "0.0.0.0:0", Backend: natslog.Config{DataDir: t.TempDir()}}
+			cfg := broadcaster.Config{Addr: "0.0.0.0:0", Backend: natslog.Config{DataDir: t.TempDir()}}
 			mod(&cfg)
-			s, err := New(cfg)
+			s, err := broadcaster.New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,7 +170,7 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	a, reader, revoker := keys(t)
-	_, base := startServer(t, func(c *Config) { c.Auth = a; c.RateLimit = 1; c.RateBurst = 3 })
+	_, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a; c.RateLimit = 1; c.RateBurst = 3 })
 	var last answer
 	for i := range 4 {
 		last = do(t, "GET", base+"/v1/revocations", "", bearer(revoker)...)
@@ -215,14 +195,14 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestSubscriberCap(t *testing.T) {
-	s, base := startServer(t, func(c *Config) { c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 2, 2 })
+	s, base := startServer(t, func(c *broadcaster.Config) { c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 2, 2 })
 	subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	a := do(t, "GET", base+"/v1/events", "")
 	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
 		t.Fatalf("third subscriber: %d %s", a.status, a.body)
 	}
-	if s.hub.Stats().Subscribers != 2 {
+	if metric(t, s, "revocast_broadcaster_subscribers") != 2 {
 		t.Fatal("the refused subscriber was counted")
 	}
 }
@@ -233,7 +213,7 @@ func TestSubscriberCap(t *testing.T) {
 // place back.
 func TestSubscriberShare(t *testing.T) {
 	a, reader, revoker := keys(t)
-	_, base := startServer(t, func(c *Config) {
+	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Auth = a
 		c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 4, 2
 	})
@@ -268,7 +248,7 @@ func TestSubscriberShare(t *testing.T) {
 // TestTimeoutsDoNotCutStreams: a stream outlives the header, read and idle
 // timeouts, while a client that never finishes its headers is cut off.
 func TestTimeoutsDoNotCutStreams(t *testing.T) {
-	_, base := startServer(t, func(c *Config) {
+	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Heartbeat = 100 * time.Millisecond
 		c.ReadHeaderTimeout = 200 * time.Millisecond
 		c.ReadTimeout = 200 * time.Millisecond
@@ -285,7 +265,7 @@ func TestTimeoutsDoNotCutStreams(t *testing.T) {
 
 func TestRevokeByTokenDecodeOnlyNeedsRevoker(t *testing.T) {
 	a, reader, revoker := keys(t)
-	s, base := startServer(t, func(c *Config) { c.Auth = a })
+	_, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a })
 	// an unsigned token is enough when it is only decoded
 	tok := unsignedJWT(`{"jti":"rfc7009-1","sub":"dave","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`)
 	form := url.Values{"token": {tok}}.Encode()
@@ -306,29 +286,16 @@ func TestRevokeByTokenDecodeOnlyNeedsRevoker(t *testing.T) {
 	if len(list.Revocations) != 1 {
 		t.Fatalf("revoked token not listed: %s", list.Revocations)
 	}
-	head := s.hub.Head()
+	head := headSeq(t, base)
 	for _, garbage := range []string{"garbage", "a.b.c", unsignedJWT(`{"jti":"old","exp":1}`), unsignedJWT(`{"nothing":1,"exp":9999999999}`)} {
 		if a := doForm(t, base+"/v1/revoke", url.Values{"token": {garbage}}.Encode(), revoker); a.status != http.StatusOK {
 			t.Fatalf("garbage %q: %d", garbage, a.status)
 		}
 	}
-	if s.hub.Head() != head {
+	if headSeq(t, base) != head {
 		t.Fatal("garbage changed the log")
 	}
 	if a := doForm(t, base+"/v1/revoke", "", revoker); a.status != http.StatusBadRequest {
 		t.Fatalf("missing token: %d", a.status)
 	}
-}
-
-func doForm(t *testing.T, u, form, key string) answer {
-	t.Helper()
-	h := []string{"Content-Type", "application/x-www-form-urlencoded"}
-	h = append(h, bearer(key)...)
-	return do(t, "POST", u, form, h...)
-}
-
-// unsignedJWT builds a token with alg none: fine for decode-only paths.
-func unsignedJWT(payload string) string {
-	enc := base64.RawURLEncoding.EncodeToString
-	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc([]byte(payload)) + "."
 }

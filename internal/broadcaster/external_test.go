@@ -1,8 +1,8 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"context"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
@@ -51,7 +52,7 @@ func TestExternalNATS(t *testing.T) {
 	n := testutil.StartNATS(t)
 	dead := "nats://127.0.0.1:" + freePort(t)
 	data := t.TempDir()
-	s, base := startServer(t, func(c *Config) {
+	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Backend = natslog.Config{DataDir: data, URLs: []string{dead, n.URL}}
 		c.EpochCheckInterval = 100 * time.Millisecond
 	})
@@ -73,11 +74,14 @@ func TestExternalNATS(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	oldEpoch := s.store.Epoch()
+	oldEpoch := headOf(t, base).Epoch
 	if err := js.DeleteStream(context.Background(), natslog.DefaultStreamName); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, time.Minute, "a new epoch", func() bool { return s.hub.Epoch() != oldEpoch })
+	testutil.Eventually(t, time.Minute, "a new epoch", func() bool {
+		id, a := readyHead(t, base)
+		return a.status == http.StatusOK && id.Epoch != oldEpoch
+	})
 	// the connected subscriber was cut off
 	deadline := time.After(10 * time.Second)
 	for open := true; open; {
@@ -93,10 +97,4 @@ func TestExternalNATS(t *testing.T) {
 	if len(evs) != 3 || evs[0].Type != events.TypeReset || evs[1].ID != third.ID {
 		t.Fatalf("after the stream was created anew: %+v", evs)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	_, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
-	return port
 }

@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"bufio"
@@ -7,11 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,225 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
-	"github.com/revocast/revocast/pkg/events/memlog"
 	"github.com/revocast/revocast/pkg/events/natslog"
 	"github.com/revocast/revocast/pkg/sse"
 )
-
-// backend is where a test's broadcaster keeps its log.
-type backend int
-
-const (
-	embeddedNATS backend = iota // a NATS server in the broadcaster (the default)
-	externalNATS                // a NATS server of its own, as in production clusters
-	memoryLog                   // memlog: no NATS at all
-)
-
-// startServer runs a broadcaster on 127.0.0.1:0 with a fresh embedded NATS.
-func startServer(t *testing.T, mod func(*Config)) (*Server, string) {
-	t.Helper()
-	return memoryLog.start(t, mod)
-}
-
-// start runs a broadcaster on 127.0.0.1:0 whose log is on b, fresh.
-func (b backend) start(t *testing.T, mod func(*Config)) (*Server, string) {
-	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", Heartbeat: time.Second, Logger: testLogger(t)}
-	switch b {
-	case embeddedNATS:
-		cfg.Backend = natslog.Config{DataDir: t.TempDir()}
-	case externalNATS:
-		cfg.Backend = natslog.Config{URLs: []string{testutil.StartNATS(t).URL}}
-	case memoryLog:
-		cfg.Backend = memlog.Config{}
-	}
-	if mod != nil {
-		mod(&cfg) // a test that configures NATS gets NATS
-	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("broadcaster not ready after 20s")
-	}
-	return s, "http://" + s.Addr()
-}
-
-// testLogger sends the server's log to the test's output when
-// REVOCAST_TEST_LOG is set (debug level), and nowhere otherwise.
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("REVOCAST_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (a answer) decode(t *testing.T, v any) {
-	t.Helper()
-	if err := json.Unmarshal(a.body, v); err != nil {
-		t.Fatalf("decode %s: %v", a.body, err)
-	}
-}
-
-func do(t *testing.T, method, url string, body string, header ...string) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		if http.CanonicalHeaderKey(header[i]) == "Host" {
-			req.Host = header[i+1] // the client sends req.Host, not Header["Host"]
-			continue
-		}
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, b}
-}
-
-// result is one revocation in an answer to a write (see appendResult).
-type result struct {
-	events.Revocation
-	// Status is created, duplicate (an earlier request with the same
-	// Idempotency-Key stored it), expired (not published: it had already
-	// expired) or failed.
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
-}
-
-type batchAnswer struct {
-	Revocations []result `json:"revocations"`
-	Created     int      `json:"created"`
-	Duplicates  int      `json:"duplicates"`
-	Expired     int      `json:"expired"`
-	Failed      int      `json:"failed"`
-}
-
-type stored struct {
-	events.Revocation
-	Status string `json:"status"`
-}
-
-func post(t *testing.T, base, body string, header ...string) stored {
-	t.Helper()
-	a := do(t, "POST", base+"/v1/revocations", body, header...)
-	if a.status != http.StatusCreated {
-		t.Fatalf("POST %s: %d %s", body, a.status, a.body)
-	}
-	var r stored
-	a.decode(t, &r)
-	return r
-}
-
-// subscriber reads one SSE stream over a real socket.
-type subscriber struct {
-	resp   *http.Response
-	dec    *sse.Decoder
-	events chan sse.Event
-	done   chan struct{}
-}
-
-func subscribe(t *testing.T, url string, header ...string) *subscriber {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	s := &subscriber{resp: resp, dec: sse.NewDecoder(resp.Body), events: make(chan sse.Event, 1024), done: make(chan struct{})}
-	stop := make(chan struct{})
-	go func() {
-		defer close(s.done)
-		defer close(s.events)
-		for {
-			ev, err := s.dec.Next()
-			if err != nil {
-				return
-			}
-			select {
-			case s.events <- ev:
-			case <-stop:
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); resp.Body.Close(); <-s.done })
-	return s
-}
-
-func (s *subscriber) next(t *testing.T) sse.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			t.Fatal("stream ended")
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
-	}
-	return sse.Event{}
-}
-
-// until reads events up to and including the first of type typ.
-func (s *subscriber) until(t *testing.T, typ string) []sse.Event {
-	t.Helper()
-	var out []sse.Event
-	for {
-		ev := s.next(t)
-		out = append(out, ev)
-		if ev.Type == typ {
-			return out
-		}
-	}
-}
-
-var idPattern = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
 
 func TestPostThenSubscribe(t *testing.T) { testPostThenSubscribe(t, embeddedNATS) }
 
@@ -279,8 +63,8 @@ func testPostThenSubscribe(t *testing.T, on backend) {
 	if ev.Type != events.TypeRevoke || ev.ID != third.ID {
 		t.Fatalf("live event %+v, want %s", ev, third.ID)
 	}
-	if got := s.hub.Len(); got != 3 {
-		t.Fatalf("mirror holds %d entries", got)
+	if got := metric(t, s, "revocast_broadcaster_live_entries"); got != 3 {
+		t.Fatalf("mirror holds %v entries", got)
 	}
 
 	// the stream headers documented in docs/api.md
@@ -294,12 +78,12 @@ func testPostThenSubscribe(t *testing.T, on backend) {
 func TestResume(t *testing.T) { testResume(t, embeddedNATS) }
 
 func testResume(t *testing.T, on backend) {
-	s, base := on.start(t, nil)
+	_, base := on.start(t, nil)
 	var ids []string
 	for i := range 5 {
 		ids = append(ids, post(t, base, fmt.Sprintf(`{"jti":"t%d"}`, i)).ID)
 	}
-	epoch := strconv.FormatUint(s.store.Epoch(), 10)
+	epoch := strconv.FormatUint(headOf(t, base).Epoch, 10)
 
 	types := func(evs []sse.Event) string {
 		var b strings.Builder
@@ -435,7 +219,7 @@ func testLiftReplaceAndExpiry(t *testing.T, on backend) {
 func TestIdempotencyAndBadInput(t *testing.T) { testIdempotencyAndBadInput(t, embeddedNATS) }
 
 func testIdempotencyAndBadInput(t *testing.T, on backend) {
-	s, base := on.start(t, func(c *Config) { c.MaxBodyBytes = 4096; c.MaxBatch = 3 })
+	_, base := on.start(t, func(c *broadcaster.Config) { c.MaxBodyBytes = 4096; c.MaxBatch = 3 })
 	a := post(t, base, `{"jti":"once"}`, "Idempotency-Key", "req-42")
 	b := do(t, "POST", base+"/v1/revocations", `{"jti":"once"}`, "Idempotency-Key", "req-42")
 	var second stored
@@ -446,7 +230,7 @@ func testIdempotencyAndBadInput(t *testing.T, on backend) {
 	if c := do(t, "POST", base+"/v1/revocations", `{"jti":"other"}`, "Idempotency-Key", "req-42"); c.status != http.StatusConflict {
 		t.Fatalf("same key, other body: %d %s", c.status, c.body)
 	}
-	if head := s.hub.Head(); head != a.Seq {
+	if head := headSeq(t, base); head != a.Seq {
 		t.Fatalf("head %d: the retry was stored again", head)
 	}
 
@@ -476,7 +260,7 @@ func testIdempotencyAndBadInput(t *testing.T, on backend) {
 			}
 		})
 	}
-	if head := s.hub.Head(); head != a.Seq {
+	if head := headSeq(t, base); head != a.Seq {
 		t.Fatal("a refused request changed the log")
 	}
 }
@@ -536,7 +320,7 @@ func testBatch(t *testing.T, on backend) {
 // posted event, and one that stops reading is cut off without holding up
 // the others.
 func TestManySubscribers(t *testing.T) {
-	s, base := startServer(t, func(c *Config) {
+	s, base := startServer(t, func(c *broadcaster.Config) {
 		c.WriteTimeout = 500 * time.Millisecond
 		c.MaxConnsPerAddr = -1 // a thousand connect at once from one address
 	})
@@ -603,7 +387,7 @@ func TestManySubscribers(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	before := s.hub.Stats().Subscribers
+	before := metric(t, s, "revocast_broadcaster_subscribers")
 	// a subscriber that never reads: a raw socket that sends the request
 	// a small receive buffer set before connecting keeps the kernel from
 	// absorbing megabytes on its behalf
@@ -623,7 +407,7 @@ func TestManySubscribers(t *testing.T) {
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	testutil.Eventually(t, time.Minute, "the stalled subscriber to connect", func() bool {
-		return s.hub.Stats().Subscribers == before+1
+		return metric(t, s, "revocast_broadcaster_subscribers") == before+1
 	})
 
 	sent := time.Now()
@@ -652,7 +436,7 @@ func TestManySubscribers(t *testing.T) {
 	reader.until(t, events.TypeSynced)
 	reason := strings.Repeat("r", 900)
 	var last stored
-	for b := 0; b < 40 && s.hub.Stats().SlowDisconnects == 0; b++ {
+	for b := 0; b < 40 && metric(t, s, "revocast_broadcaster_slow_subscriber_disconnects_total") == 0; b++ {
 		var items []string
 		for i := range 200 {
 			items = append(items, fmt.Sprintf(`{"jti":"flood-%d-%d","reason":"%s"}`, b, i, reason))
@@ -662,24 +446,13 @@ func TestManySubscribers(t *testing.T) {
 		last.ID = ans.Revocations[len(ans.Revocations)-1].ID
 	}
 	testutil.Eventually(t, time.Minute, "the stalled subscriber to be disconnected", func() bool {
-		return s.hub.Stats().SlowDisconnects >= 1
+		return metric(t, s, "revocast_broadcaster_slow_subscriber_disconnects_total") >= 1
 	})
 	for {
 		ev := reader.next(t)
 		if ev.ID == last.ID {
 			break
 		}
-	}
-}
-
-func waitGroup(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
 
@@ -708,8 +481,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 func TestShutdownEndsStreams(t *testing.T) {
-	cfg := Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: t.TempDir()}}
-	s, err := New(cfg)
+	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: t.TempDir()}}
+	s, err := broadcaster.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
