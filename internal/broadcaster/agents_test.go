@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
@@ -26,6 +28,19 @@ type agentsList struct {
 	} `json:"agents"`
 }
 
+// enforcement is how far a revocation is applied by the connected agents
+// (the enforcement of docs/api.md).
+type enforcement struct {
+	Agents        int        `json:"agents"`
+	Applied       int        `json:"applied"`
+	LastAppliedAt *time.Time `json:"last_applied_at,omitempty"`
+	Pending       []struct {
+		Name     string `json:"name"`
+		Instance string `json:"instance"`
+		Node     string `json:"node"`
+	} `json:"pending"`
+}
+
 type withEnforcement struct {
 	events.Revocation
 	Enforcement *enforcement `json:"enforcement"`
@@ -33,7 +48,7 @@ type withEnforcement struct {
 
 func report(t *testing.T, base, instance, applied string) answer {
 	t.Helper()
-	body, _ := json.Marshal(appliedReport{Instance: instance, Applied: applied})
+	body, _ := json.Marshal(map[string]string{"instance": instance, "applied": applied})
 	return do(t, "POST", base+"/v1/agents/applied", string(body))
 }
 
@@ -53,8 +68,8 @@ func getEnforcement(t *testing.T, base, key string) enforcement {
 
 func TestAgentReceipts(t *testing.T) {
 	_, base := startServer(t, nil)
-	east := subscribe(t, base+"/v1/events", AgentHeader, "api-east; instance=e1")
-	west := subscribe(t, base+"/v1/events", AgentHeader, "api-west; instance=w1")
+	east := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api-east; instance=e1")
+	west := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api-west; instance=w1")
 	east.until(t, events.TypeSynced)
 	west.until(t, events.TypeSynced)
 
@@ -147,7 +162,7 @@ func TestAgentReceipts(t *testing.T) {
 
 func TestAgentReportsRefused(t *testing.T) {
 	_, base := startServer(t, nil)
-	sub := subscribe(t, base+"/v1/events", AgentHeader, "api; instance=i1")
+	sub := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api; instance=i1")
 	sub.until(t, events.TypeSynced)
 	for _, tc := range []struct {
 		name, body string
@@ -172,7 +187,7 @@ func TestAgentReportsRefused(t *testing.T) {
 		{"bad instance", "api; instance=a.b"},
 	} {
 		t.Run("header "+tc.name, func(t *testing.T) {
-			if a := do(t, "GET", base+"/v1/events", "", AgentHeader, tc.header); a.status != 400 {
+			if a := do(t, "GET", base+"/v1/events", "", broadcaster.AgentHeader, tc.header); a.status != 400 {
 				t.Fatalf("%s: %d %s, want 400", tc.header, a.status, a.body)
 			}
 		})

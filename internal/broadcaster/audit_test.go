@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/revocast/revocast/internal/auth"
 )
@@ -62,14 +64,14 @@ func TestRefusalsAreAudited(t *testing.T) {
 	}
 	nobody := "eyJhbGciOiJub25lIn0.eyJzdWIiOiJub2JvZHkifQ.nobody"
 	logs := &logBuffer{}
-	_, base := startServer(t, func(c *Config) {
+	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Auth = auth.New(ks, noRoleVerifier{nobody})
 		c.MaxBodyBytes = 1024
 		c.CORSOrigins = []string{app}
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
 	openLogs := &logBuffer{}
-	_, openBase := startServer(t, func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(openLogs, nil)) })
+	_, openBase := startServer(t, func(c *broadcaster.Config) { c.Logger = slog.New(slog.NewJSONHandler(openLogs, nil)) })
 	post(t, base, `{"jti":"audited"}`, "Authorization", "Bearer "+revoker, "Idempotency-Key", "audit-1")
 
 	cases := []struct {

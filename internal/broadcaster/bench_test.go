@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
@@ -36,8 +38,8 @@ func BenchmarkAckToReceipt(b *testing.B) {
 
 func benchAckToReceipt(b *testing.B, n int) {
 	// n subscribers connect at once from one address
-	cfg := Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}, MaxConnsPerAddr: -1}
-	s, err := New(cfg)
+	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}, MaxConnsPerAddr: -1}
+	s, err := broadcaster.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func TestBrowserOnAnotherOriginCannotWrite(t *testing.T) {
 	if u, _ := url.Parse(page.URL); u.Host == strings.TrimPrefix(base, "http://") {
 		t.Fatal("the page must be on another origin")
 	}
-	head := s.hub.Head()
+	head := headSeqOf(t, s)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
@@ -115,7 +115,7 @@ func TestBrowserOnAnotherOriginCannotWrite(t *testing.T) {
 		t.Fatalf("the page ran %d of 5 attempts: %q", len(results), results)
 	}
 	// the answers, at the server: nothing stored
-	if got := s.hub.Head(); got != head {
+	if got := headSeqOf(t, s); got != head {
 		var list listAnswer
 		do(t, "GET", base+"/v1/revocations", "").decode(t, &list)
 		t.Fatalf("a page of another origin changed the log (head %d -> %d): %s", head, got, list.Revocations)

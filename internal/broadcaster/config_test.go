@@ -1,8 +1,10 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
@@ -28,7 +30,7 @@ func TestConfigRefusesReplicasWithoutCluster(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(Config{Backend: tc.nats})
+			_, err := broadcaster.New(broadcaster.Config{Backend: tc.nats})
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

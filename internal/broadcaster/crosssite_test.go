@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -25,7 +27,7 @@ func (v hmacTokens) VerifyToken(raw string) (events.Token, time.Time, error) {
 	if err != nil {
 		return events.Token{}, time.Time{}, err
 	}
-	return FactsFromClaims(claims)
+	return broadcaster.FactsFromClaims(claims)
 }
 
 func (v hmacTokens) sign(t *testing.T, claims jwt.MapClaims) string {
@@ -45,12 +47,12 @@ func (v hmacTokens) sign(t *testing.T, claims jwt.MapClaims) string {
 // rebinding). Every refusal stores nothing.
 func TestCrossSiteWrites(t *testing.T) {
 	const app = "https://app.example"
-	open, openBase := startServer(t, func(c *Config) { c.CORSOrigins = []string{app} })
-	star, starBase := startServer(t, func(c *Config) { c.CORSOrigins = []string{"*"} })
+	open, openBase := startServer(t, func(c *broadcaster.Config) { c.CORSOrigins = []string{app} })
+	star, starBase := startServer(t, func(c *broadcaster.Config) { c.CORSOrigins = []string{"*"} })
 	a, _, revoker := keys(t)
-	withKeys, keysBase := startServer(t, func(c *Config) { c.Auth = a })
+	withKeys, keysBase := startServer(t, func(c *broadcaster.Config) { c.Auth = a })
 	tokens := hmacTokens{secret: []byte("a secret of at least thirty-two bytes!")}
-	verified, verifiedBase := startServer(t, func(c *Config) { c.TokenVerifier = tokens })
+	verified, verifiedBase := startServer(t, func(c *broadcaster.Config) { c.TokenVerifier = tokens })
 
 	exp := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
 	unsigned := unsignedJWT(`{"jti":"csrf-unsigned","sub":"victim","exp":` + exp + `}`)
@@ -63,7 +65,7 @@ func TestCrossSiteWrites(t *testing.T) {
 
 	cases := []struct {
 		name         string
-		server       *Server
+		server       *broadcaster.Server
 		base         string
 		method, path string
 		body         string
@@ -114,7 +116,7 @@ func TestCrossSiteWrites(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			head := tc.server.hub.Head()
+			head := headSeqOf(t, tc.server)
 			req, err := http.NewRequest(tc.method, tc.base+tc.path, strings.NewReader(tc.body))
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +151,7 @@ func TestCrossSiteWrites(t *testing.T) {
 			if got := resp.Header.Get("Content-Type"); got != "application/json" {
 				t.Fatalf("Content-Type of the refusal %q", got)
 			}
-			if tc.server.hub.Head() != head {
+			if headSeqOf(t, tc.server) != head {
 				t.Fatal("a refused request changed the log")
 			}
 		})

@@ -1,3 +1,7 @@
+// This file is in package broadcaster, not broadcaster_test: it tests the
+// unexported follower (which keeps the hub following the log) alone, with
+// faults and a fake clock injected that a whole server cannot be given.
+
 package broadcaster
 
 import (

@@ -1,7 +1,14 @@
+// This file is in package broadcaster, not broadcaster_test: the fuzz
+// targets call the server's handler in-process. Over real HTTP the client
+// would refuse most arbitrary header values (control characters, bad
+// UTF-8) before they reach the server, and the network would slow the
+// fuzzing down; the exported API offers only the listening server.
+
 package broadcaster
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -106,4 +113,10 @@ func FuzzAuthorizationHeader(f *testing.F) {
 			t.Fatalf("Authorization %q: %d, want %d", authorization, rec.Code, want)
 		}
 	})
+}
+
+// unsignedJWT builds a token with alg none: fine for decode-only paths.
+func unsignedJWT(payload string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc([]byte(payload)) + "."
 }

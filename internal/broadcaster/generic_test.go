@@ -1,8 +1,10 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 )
 
 // TestGenericAuthErrors: with GenericAuthErrors every 401 has the same
@@ -16,7 +18,7 @@ func TestGenericAuthErrors(t *testing.T) {
 			name = "generic"
 		}
 		t.Run(name, func(t *testing.T) {
-			_, base := startServer(t, func(c *Config) {
+			_, base := startServer(t, func(c *broadcaster.Config) {
 				c.Auth = a
 				c.GenericAuthErrors = generic
 			})
@@ -48,6 +50,10 @@ func TestGenericAuthErrors(t *testing.T) {
 		})
 	}
 }
+
+// genericAuthError is the text of every 401 with GenericAuthErrors
+// (docs/security.md).
+const genericAuthError = "authentication failed"
 
 func keysOf(m map[string]string) []string {
 	var out []string

@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/nats-io/nats.go"
 
@@ -62,7 +64,7 @@ func TestHeartbeatCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	_, base := startServer(t, func(c *Config) {
+	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Backend = natslog.Config{URLs: []string{ns.URL}}
 		c.Heartbeat = heartbeat
 		c.MaxSubscribers = subscribers + 10

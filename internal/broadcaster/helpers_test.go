@@ -370,3 +370,10 @@ func metric(t *testing.T, s *broadcaster.Server, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// headSeqOf is the stream sequence of the last event s fanned out, from its
+// metrics (head_sequence).
+func headSeqOf(t *testing.T, s *broadcaster.Server) uint64 {
+	t.Helper()
+	return uint64(metric(t, s, "revocast_broadcaster_head_sequence"))
+}

@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
@@ -54,7 +56,7 @@ type step struct {
 // nothing. No 2xx is ever given for something that is not stored.
 func TestIdempotencyKeyScopes(t *testing.T) {
 	ks, _ := auth.ParseKeys(strings.NewReader(auth.KeyLine("ops", auth.RoleRevoker, "rvc_idem-test-key-ops-0123456789") + "\n"))
-	s, base := startServer(t, func(c *Config) { c.Auth = auth.New(ks, operatorJWTs{}) })
+	s, base := startServer(t, func(c *broadcaster.Config) { c.Auth = auth.New(ks, operatorJWTs{}) })
 	creds := map[string]string{"key": "rvc_idem-test-key-ops-0123456789", "jwt": "header.ops.signature"}
 
 	tests := []struct {
@@ -151,7 +153,7 @@ func TestIdempotencyKeyScopes(t *testing.T) {
 					// a key of its own per scenario
 					header = append(header, "Idempotency-Key", st.key+"-"+string(rune('a'+ti)))
 				}
-				headBefore := s.hub.Head()
+				headBefore := headSeqOf(t, s)
 				var a answer
 				switch st.method {
 				case "POST":
@@ -172,7 +174,7 @@ func TestIdempotencyKeyScopes(t *testing.T) {
 				if a.status != st.status {
 					t.Fatalf("step %d (%s %s): %d %s, want %d", i+1, st.method, st.body, a.status, a.body, st.status)
 				}
-				moved := s.hub.Head() != headBefore
+				moved := headSeqOf(t, s) != headBefore
 				if a.status == http.StatusConflict {
 					var e apiError
 					var oauth struct {
@@ -184,7 +186,7 @@ func TestIdempotencyKeyScopes(t *testing.T) {
 						t.Fatalf("step %d: 409 body %s does not name the Idempotency-Key", i+1, a.body)
 					}
 					if moved {
-						t.Fatalf("step %d: answered 409 but the log moved from %d to %d", i+1, headBefore, s.hub.Head())
+						t.Fatalf("step %d: answered 409 but the log moved from %d to %d", i+1, headBefore, headSeqOf(t, s))
 					}
 					continue
 				}

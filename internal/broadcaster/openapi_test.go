@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"bufio"
@@ -22,11 +22,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/broadcaster"
+
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/revocast/revocast/api"
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
+	"github.com/revocast/revocast/pkg/events/memlog"
 )
 
 // The contract test of api/openapi.json: real answers of the handlers,
@@ -56,6 +60,10 @@ type apiContract struct {
 	schemas map[string]*jsonschema.Schema
 	seen    map[string]bool // "METHOD path status"
 }
+
+// maxRevokeForm is the bound of POST /v1/revoke's body: one token and a
+// hint.
+const maxRevokeForm = 64 << 10
 
 func loadAPIContract(t *testing.T) *apiContract {
 	t.Helper()
@@ -659,13 +667,13 @@ func TestOpenAPIContract(t *testing.T) {
 	nobody := "eyJhbGciOiJub25lIn0.eyJzdWIiOiJub2JvZHkifQ.nobody"
 	wrong, _ := auth.GenerateKey()
 	const origin = "https://app.example"
-	s, base := startServer(t, func(cfg *Config) {
+	_, base := startServer(t, func(cfg *broadcaster.Config) {
 		cfg.Auth = auth.New(ks, noRoleVerifier{nobody})
 		cfg.MaxBodyBytes = 4096
 		cfg.MaxBatch = 4
 		cfg.CORSOrigins = []string{origin}
 	})
-	wantRetry := int(s.cfg.Retry.Milliseconds())
+	wantRetry := int(broadcaster.DefaultRetry.Milliseconds()) // start leaves Retry at its default
 
 	type req struct {
 		method, path, url, body, key string
@@ -987,7 +995,7 @@ func TestOpenAPIContract(t *testing.T) {
 	})
 
 	t.Run("agents", func(t *testing.T) {
-		sub := subscribe(t, base+"/v1/events", "Authorization", "Bearer "+reader, AgentHeader, "contract-agent; instance=c0ffee")
+		sub := subscribe(t, base+"/v1/events", "Authorization", "Bearer "+reader, broadcaster.AgentHeader, "contract-agent; instance=c0ffee")
 		var head string
 		for _, ev := range sub.until(t, events.TypeSynced) {
 			var sy events.Synced
@@ -995,7 +1003,7 @@ func TestOpenAPIContract(t *testing.T) {
 				head = sy.Head
 			}
 		}
-		call(t, req{method: "GET", path: "/v1/events", url: "/v1/events?last_event_id=now", key: reader, header: []string{AgentHeader, "no instance"}, want: 400})
+		call(t, req{method: "GET", path: "/v1/events", url: "/v1/events?last_event_id=now", key: reader, header: []string{broadcaster.AgentHeader, "no instance"}, want: 400})
 		const applied = "/v1/agents/applied"
 		call(t, req{method: "POST", path: applied, body: `{"instance":"c0ffee","applied":"` + head + `"}`, key: reader, want: 204})
 		call(t, req{method: "POST", path: applied, body: `{"instance":"elsewhere","applied":"` + head + `"}`, key: reader, want: 404})
@@ -1039,7 +1047,7 @@ func TestOpenAPIContract(t *testing.T) {
 
 	// a second server for the limits: rate limit and subscriber cap
 	t.Run("limits", func(t *testing.T) {
-		_, base := startServer(t, func(cfg *Config) {
+		_, base := startServer(t, func(cfg *broadcaster.Config) {
 			cfg.RateLimit = 0.001 // one request per 1000 s: the burst is all there is
 			cfg.RateBurst = 1
 			cfg.MaxSubscribers = 1
@@ -1057,7 +1065,7 @@ func TestOpenAPIContract(t *testing.T) {
 
 		// the stream is not rate limited, but capped
 		first := openRawStream(t, base+"/v1/events?last_event_id=now")
-		c.checkStream(t, first, int(DefaultRetry.Milliseconds()))
+		c.checkStream(t, first, int(broadcaster.DefaultRetry.Milliseconds()))
 		a := call(t, req{method: "GET", path: "/v1/events", want: 503})
 		if a.header.Get("Retry-After") == "" {
 			t.Fatal("no Retry-After")
@@ -1066,10 +1074,16 @@ func TestOpenAPIContract(t *testing.T) {
 
 	// a third server whose log is gone: the answers of an unavailable log
 	t.Run("log down", func(t *testing.T) {
-		s, base := startServer(t, nil)
+		// the test connects the log itself (Config.Log), to close it
+		// under the running server
+		lg, err := memlog.Config{}.Connect(eventlog.ConnectOptions{ExpiryGrace: events.DefaultExpiryGrace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, base := startServer(t, func(c *broadcaster.Config) { c.Log = lg })
 		call := callOn(base)
 		existing := post(t, base, `{"sub":"frank","ban":true}`)
-		if err := s.store.Close(); err != nil {
+		if err := lg.Close(); err != nil {
 			t.Fatal(err)
 		}
 		call(t, req{method: "GET", path: "/readyz", want: 503})

@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -25,7 +27,7 @@ func (k holderTokens) VerifyToken(raw string) (events.Token, time.Time, error) {
 	if err != nil {
 		return events.Token{}, time.Time{}, err
 	}
-	return FactsFromClaims(claims)
+	return broadcaster.FactsFromClaims(claims)
 }
 
 // liveState reads the full state a new subscriber receives: the live
@@ -62,7 +64,7 @@ func liveState(t *testing.T, base string) map[string]events.Revocation {
 func TestTokenHolderNeverWeakens(t *testing.T) {
 	secret := []byte("revocast token holder tests: 32+ bytes of HMAC secret")
 	a, reader, revoker := keys(t)
-	s, base := startServer(t, func(c *Config) { c.Auth = a; c.PublicEvents = true; c.TokenVerifier = holderTokens(secret) })
+	s, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a; c.PublicEvents = true; c.TokenVerifier = holderTokens(secret) })
 	const iss = "https://idp.example"
 	now := time.Now()
 
@@ -174,12 +176,12 @@ func TestTokenHolderNeverWeakens(t *testing.T) {
 					tk.jti = sub + tk.jti
 				}
 				raw, facts := sign(t, sub, tk)
-				head := s.hub.Head()
+				head := headSeqOf(t, s)
 				// no operator credential: the token is the credential
 				if a := doForm(t, base+"/v1/revoke", url.Values{"token": {raw}}.Encode(), ""); a.status != http.StatusOK {
 					t.Fatalf("holder post %d: %d %s", j, a.status, a.body)
 				}
-				after := s.hub.Head()
+				after := headSeqOf(t, s)
 				if wrote := after != head; wrote != tc.writes[j] {
 					t.Errorf("holder post %d stored something: %v, want %v", j, wrote, tc.writes[j])
 				}

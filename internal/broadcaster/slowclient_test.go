@@ -1,4 +1,4 @@
-package broadcaster
+package broadcaster_test
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/broadcaster"
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
@@ -70,13 +72,13 @@ func slowBody(method, path string, header ...string) string {
 // being read; many at once, over real sockets.
 func TestSlowClientsAreCut(t *testing.T) {
 	a, _, _ := keys(t)
-	short := func(c *Config) {
+	short := func(c *broadcaster.Config) {
 		c.ReadTimeout = 500 * time.Millisecond
 		c.ReadHeaderTimeout = 500 * time.Millisecond
 		c.MaxConnsPerAddr = -1
 	}
 	// refusals must close on their own, long before the read timeout
-	withKeys, _ := startServer(t, func(c *Config) {
+	withKeys, _ := startServer(t, func(c *broadcaster.Config) {
 		c.Auth = a
 		c.ReadTimeout = 10 * time.Minute
 		c.MaxConnsPerAddr = -1
@@ -88,7 +90,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 	const bound = 15 * time.Second
 	cases := []struct {
 		name   string
-		server *Server
+		server *broadcaster.Server
 		head   string
 		status string // expected status line prefix; "" when any (or none)
 	}{
@@ -128,7 +130,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 // failed connection, but gives up on a 503); authorised streams do
 // not count; a connection that closes frees its place.
 func TestConnectionsPerAddressCap(t *testing.T) {
-	s, base := startServer(t, func(c *Config) { c.MaxConnsPerAddr = 3 })
+	s, base := startServer(t, func(c *broadcaster.Config) { c.MaxConnsPerAddr = 3 })
 	// streams, once authorised, are the subscriber cap's business
 	for range 4 {
 		subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
@@ -189,10 +191,10 @@ func TestSlowClientLoad(t *testing.T) {
 	a, _, _ := keys(t)
 	modes := []struct {
 		name string
-		mod  func(*Config)
+		mod  func(*broadcaster.Config)
 		head string
 	}{
-		{"credentials, refused with 401", func(c *Config) { c.Auth = a }, slowBody("POST", "/v1/revocations")},
+		{"credentials, refused with 401", func(c *broadcaster.Config) { c.Auth = a }, slowBody("POST", "/v1/revocations")},
 		{"no credentials, body read", nil, slowBody("POST", "/v1/revocations")},
 	}
 	for _, m := range modes {
