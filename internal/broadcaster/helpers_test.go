@@ -42,6 +42,9 @@ func startServer(t *testing.T, mod func(*broadcaster.Config)) (*broadcaster.Serv
 // start runs a broadcaster on 127.0.0.1:0 whose log is on b, fresh.
 func (b backend) start(t *testing.T, mod func(*broadcaster.Config)) (*broadcaster.Server, string) {
 	t.Helper()
+	if testing.Short() && b != memoryLog {
+		t.Skip("JetStream backend: skipped with -short (the same test runs on the memory log)")
+	}
 	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Heartbeat: time.Second, Logger: testLogger(t)}
 	switch b {
 	case embeddedNATS:
@@ -53,6 +56,9 @@ func (b backend) start(t *testing.T, mod func(*broadcaster.Config)) (*broadcaste
 	}
 	if mod != nil {
 		mod(&cfg) // a test that configures NATS gets NATS
+	}
+	if _, jetstream := cfg.Backend.(natslog.Config); jetstream && testing.Short() {
+		t.Skip("needs JetStream: skipped with -short")
 	}
 	s, err := broadcaster.New(cfg)
 	if err != nil {
