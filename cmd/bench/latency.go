@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/revocast/revocast/pkg/client"
 )
 
 // LatencyResult is the latency phase: revocations posted one at a time
@@ -82,10 +84,13 @@ func (r *runner) runLatency(ctx context.Context) error {
 	}
 	waitProfile := r.startCPUProfile(ctx, "latency-cpu", profileFor)
 
+	api, err := r.api(t)
+	if err != nil {
+		return err
+	}
 	sent := make([]int64, m)
 	acked := make([]int64, m)
 	seqs := make([]uint64, m)
-	var buf = newBuffer(1024)
 	body := make([]byte, 0, 128)
 	prefix := "bench-" + r.runID + "-lat-"
 	var interval time.Duration
@@ -103,17 +108,15 @@ func (r *runner) runLatency(ctx context.Context) error {
 		body = append(append(append(body[:0], `{"jti":"`...), prefix...), strconv.Itoa(i)...)
 		body = append(body, `"}`...)
 		sent[i] = int64(time.Since(base))
-		status, answer, err := doRequest(ctx, r.http, http.MethodPost, t.URL+"/v1/revocations", cfg.Token, body, buf)
+		answer, err := api.RevokeRaw(ctx, body, client.WriteOptions{})
 		acked[i] = int64(time.Since(base))
-		if err == nil && status != http.StatusCreated {
-			err = fmt.Errorf("POST /v1/revocations: status %d: %.200s", status, answer)
-		}
 		var ans struct {
-			Seq uint64 `json:"seq"`
+			Seq    uint64 `json:"seq"`
+			Status string `json:"status"`
 		}
 		if err == nil {
-			if err = json.Unmarshal(answer, &ans); err == nil && ans.Seq == 0 {
-				err = errors.New("POST /v1/revocations: answer without seq")
+			if err = json.Unmarshal(answer, &ans); err == nil && (ans.Status != client.StatusCreated || ans.Seq == 0) {
+				err = fmt.Errorf("POST /v1/revocations: not created, or without seq: %.200s", answer)
 			}
 		}
 		if err != nil {

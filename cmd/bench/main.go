@@ -45,6 +45,11 @@
 // figures are then read after forced GCs, and --profile-dir saves CPU and
 // heap profiles of the broadcaster. bench --help lists every flag.
 //
+// On its hot paths (the ingest loops, the subscribers' streams, the agents'
+// reports) the tool speaks raw, allocation-tuned HTTP on purpose; it posts
+// the latency and receipts phases' revocations with pkg/client, without
+// retries.
+//
 // Examples:
 //
 //	go run ./cmd/bench --quick

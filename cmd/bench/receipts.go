@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/revocast/revocast/pkg/client"
 )
 
 // The receipts phase: what applied-position reports cost the broadcaster.
@@ -81,9 +83,11 @@ func (r *runner) runReceipts(ctx context.Context) error {
 	}
 	epoch := rz.Head[:strings.IndexByte(rz.Head, '-')]
 
-	// one reporter per subscriber, each with its own connection
-	client := newHTTPClient(n + 8)
-	defer client.CloseIdleConnections()
+	// one reporter per subscriber, each with its own connection. The
+	// reports stay raw HTTP: pkg/client has no POST /v1/agents/applied (an
+	// agent's call, pkg/agent's), and they are the load being measured.
+	reportHTTP := newHTTPClient(n + 8)
+	defer reportHTTP.CloseIdleConnections()
 	var enabled atomic.Bool
 	var reports, reportErrs atomic.Int64
 	logs := make([]*reportLog, n)
@@ -112,7 +116,7 @@ func (r *runner) runReceipts(ctx context.Context) error {
 				body = append(body, '-')
 				body = strconv.AppendUint(body, seq, 10)
 				body = append(body, `"}`...)
-				status, _, err := doRequest(rctx, client, http.MethodPost, t.URL+"/v1/agents/applied", cfg.Token, body, nil)
+				status, _, err := doRequest(rctx, reportHTTP, http.MethodPost, t.URL+"/v1/agents/applied", cfg.Token, body, nil)
 				if err != nil || status != http.StatusNoContent {
 					reportErrs.Add(1)
 				} else {
@@ -136,6 +140,10 @@ func (r *runner) runReceipts(ctx context.Context) error {
 		return err
 	}
 
+	api, err := r.api(t)
+	if err != nil {
+		return err
+	}
 	// run posts m revocations at the rate and waits until every subscriber
 	// has the last (and, with reports, reported it)
 	run := func(name string, withReports bool) (cpu, wall float64, seqs []uint64, acked []int64, err error) {
@@ -152,13 +160,14 @@ func (r *runner) runReceipts(ctx context.Context) error {
 				return 0, 0, nil, nil, err
 			}
 			body := []byte(`{"jti":"bench-` + r.runID + `-` + name + `-` + strconv.Itoa(i) + `"}`)
-			status, answer, err := doRequest(ctx, r.http, http.MethodPost, t.URL+"/v1/revocations", cfg.Token, body, nil)
+			answer, err := api.RevokeRaw(ctx, body, client.WriteOptions{})
 			acked[i] = int64(time.Since(base))
 			var ans struct {
-				Seq uint64 `json:"seq"`
+				Seq    uint64 `json:"seq"`
+				Status string `json:"status"`
 			}
-			if err == nil && (status != http.StatusCreated || json.Unmarshal(answer, &ans) != nil || ans.Seq == 0) {
-				err = fmt.Errorf("POST /v1/revocations: %d %.200s", status, answer)
+			if err == nil && (json.Unmarshal(answer, &ans) != nil || ans.Status != client.StatusCreated || ans.Seq == 0) {
+				err = fmt.Errorf("POST /v1/revocations: not created, or without seq: %.200s", answer)
 			}
 			if err != nil {
 				return 0, 0, nil, nil, err

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/revocast/revocast/pkg/client"
 )
 
 // target is the broadcaster being measured: a process this tool started
@@ -284,6 +286,14 @@ func newHTTPClient(conns int) *http.Client {
 
 // requestTimeout bounds every request the tool makes.
 const requestTimeout = 60 * time.Second
+
+// api is a pkg/client client of t over the tool's keep-alive pool, for the
+// revocations posted one at a time. It never retries: a retried POST would
+// be measured as one slow one.
+func (r *runner) api(t *target) (*client.Client, error) {
+	return client.New(t.URL, client.WithToken(r.cfg.Token), client.WithHTTPClient(r.http), client.WithRetries(0),
+		client.WithRequestTimeout(requestTimeout), client.WithUserAgent("revocast-bench"))
+}
 
 // doRequest sends one request and reads the whole answer into buf (reused
 // when given).

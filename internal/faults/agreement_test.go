@@ -1,11 +1,9 @@
 package faults
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	mrand "math/rand/v2"
@@ -19,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
 
@@ -89,37 +88,29 @@ func TestNewAndLongRunningAgentsAgree(t *testing.T) {
 	}
 
 	var head events.EventID
+	api := b.api(t)
 	revoke := func() {
 		tok := tokens[rng.IntN(len(tokens))]
 		// expires_at a little after the token's exp: the window in which
-		// a restarted agent used to admit it
-		rev := map[string]any{"expires_at": tok.exp.Add(time.Duration(rng.IntN(3)) * time.Second).Unix(), "reason": "agreement test"}
+		// a restarted agent used to admit it. Times in whole seconds, as
+		// the tokens' claims are.
+		rev := events.Revocation{Reason: "agreement test",
+			ExpiresAt: events.Time{Time: time.Unix(tok.exp.Add(time.Duration(rng.IntN(3))*time.Second).Unix(), 0)}}
 		if rng.IntN(3) == 0 {
-			rev["sub"], rev["issued_before"] = tok.sub, time.Now().Unix()
+			rev.Sub, rev.IssuedBefore = tok.sub, events.Time{Time: time.Unix(time.Now().Unix(), 0)}
 		} else {
-			rev["jti"] = tok.jti
+			rev.JTI = tok.jti
 		}
-		body, _ := json.Marshal(rev)
-		req, _ := http.NewRequest(http.MethodPost, b.url()+"/v1/revocations", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		st, err := api.Revoke(t.Context(), rev, client.WriteOptions{})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("revoke %+v: %v", rev, err)
 		}
-		defer resp.Body.Close()
-		var ans struct {
-			ID     string `json:"id"`
-			Status string `json:"status"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode/100 != 2 {
-			t.Fatalf("POST %s: %d %v", body, resp.StatusCode, err)
-		}
-		if ans.ID == "" {
+		if st.ID == "" {
 			return // already expired beyond the grace: not stored
 		}
-		id, err := events.ParseEventID(ans.ID)
+		id, err := events.ParseEventID(st.ID)
 		if err != nil {
-			t.Fatalf("POST %s: id %q: %v", body, ans.ID, err)
+			t.Fatalf("revoke %+v: id %q: %v", rev, st.ID, err)
 		}
 		head = id
 	}
@@ -143,6 +134,8 @@ func TestNewAndLongRunningAgentsAgree(t *testing.T) {
 			return true
 		})
 	}
+	// answer asks an agent sidecar's /auth, not the broadcaster's API: plain
+	// HTTP, the status code is the answer.
 	answer := func(p *testutil.Process, raw string) int {
 		req, _ := http.NewRequest(http.MethodGet, p.URL+"/auth", nil)
 		req.Header.Set("Authorization", "Bearer "+raw)

@@ -11,7 +11,9 @@ import (
 )
 
 // pingWatcher follows a node's stream over a real socket and notes when each
-// heartbeat (": ping") arrives.
+// heartbeat (": ping") arrives. It reads the wire by hand, not with
+// client.Tail: heartbeats are SSE comments, which Tail does not deliver,
+// and a Tail would reconnect where the test wants one connection.
 type pingWatcher struct {
 	mu    sync.Mutex
 	pings []time.Time

@@ -19,6 +19,8 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/agent"
+	"github.com/revocast/revocast/pkg/client"
+	"github.com/revocast/revocast/pkg/events"
 )
 
 func TestMain(m *testing.M) {
@@ -46,6 +48,24 @@ type node struct {
 }
 
 func (n *node) url() string { return "http://" + n.addr }
+
+// apiClient is a pkg/client client of the broadcaster at base, with token
+// ("" for none). It never retries unless opts say so: the fault tests count
+// and check every answer themselves, and a retry would hide a refusal.
+func apiClient(t *testing.T, base, token string, opts ...client.Option) *client.Client {
+	t.Helper()
+	c, err := client.New(base, append([]client.Option{client.WithToken(token), client.WithRetries(0)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// api is a client of the node's HTTP API, without a token.
+func (n *node) api(t *testing.T) *client.Client {
+	t.Helper()
+	return apiClient(t, n.url(), "")
+}
 
 func (n *node) start(t *testing.T) {
 	t.Helper()
@@ -107,7 +127,8 @@ func urls(nodes []*node) []string {
 	return out
 }
 
-// leader asks a node which server leads the stream.
+// leader asks a node which server leads the stream. /readyz is a probe,
+// not part of the /v1 API that pkg/client speaks: plain HTTP.
 func leader(t *testing.T, nodes []*node) *node {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -137,9 +158,9 @@ func leader(t *testing.T, nodes []*node) *node {
 // poster posts jti revocations, each retried with the same Idempotency-Key
 // (on any node, after connection errors and 503s) until acknowledged.
 type poster struct {
-	t      *testing.T
-	nodes  []*node
-	client *http.Client
+	t       *testing.T
+	nodes   []*node
+	clients []*client.Client // one per node, without retries: post retries itself
 
 	mu       sync.Mutex
 	acked    []string // jtis acknowledged with a 2xx
@@ -150,20 +171,47 @@ type poster struct {
 }
 
 func newPoster(t *testing.T, nodes []*node) *poster {
-	return &poster{t: t, nodes: nodes, client: &http.Client{Timeout: 15 * time.Second}, ackedAt: map[string]time.Time{}}
+	t.Helper()
+	p := &poster{t: t, nodes: nodes, ackedAt: map[string]time.Time{}}
+	for _, n := range nodes {
+		p.clients = append(p.clients, apiClient(t, n.url(), "", client.WithRequestTimeout(15*time.Second)))
+	}
+	return p
 }
 
 // post revokes jti, trying the nodes in turn starting at first, until a
 // 2xx or the deadline. It reports whether it was acknowledged.
 func (p *poster) post(ctx context.Context, jti string, first int) bool {
-	body := `{"jti":"` + jti + `"}`
+	opts := client.WriteOptions{IdempotencyKey: "fault-" + jti}
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		n := p.nodes[(first+attempt)%len(p.nodes)]
-		req, _ := http.NewRequestWithContext(ctx, "POST", n.url()+"/v1/revocations", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", "fault-"+jti)
-		resp, err := p.client.Do(req)
-		if err != nil {
+		i := (first + attempt) % len(p.nodes)
+		n := p.nodes[i]
+		_, err := p.clients[i].Revoke(ctx, events.Revocation{JTI: jti}, opts)
+		var apiErr *client.Error
+		var noAnswer *client.TransportError
+		switch {
+		case err == nil:
+			p.mu.Lock()
+			p.acked = append(p.acked, jti)
+			p.ackedAt[jti] = time.Now()
+			p.mu.Unlock()
+			return true
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable:
+			if apiErr.Header.Get("Retry-After") == "" {
+				p.t.Errorf("503 without Retry-After from %s", n.name)
+			}
+			p.mu.Lock()
+			p.refusals++
+			p.lastFail = time.Now()
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		case apiErr != nil:
+			p.t.Errorf("POST %s to %s: %v", jti, n.name, err)
+			return false
+		case errors.As(err, &noAnswer) || ctx.Err() != nil: // connection refused or reset, timeout
 			p.mu.Lock()
 			p.errors++
 			p.lastFail = time.Now()
@@ -172,31 +220,9 @@ func (p *poster) post(ctx context.Context, jti string, first int) bool {
 			case <-ctx.Done():
 			case <-time.After(50 * time.Millisecond):
 			}
-			continue
-		}
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case 200, 201:
-			p.mu.Lock()
-			p.acked = append(p.acked, jti)
-			p.ackedAt[jti] = time.Now()
-			p.mu.Unlock()
-			return true
-		case 503:
-			if resp.Header.Get("Retry-After") == "" {
-				p.t.Errorf("503 without Retry-After from %s", n.name)
-			}
-			p.mu.Lock()
-			p.refusals++
-			p.lastFail = time.Now()
-			p.mu.Unlock()
-		default:
-			p.t.Errorf("POST %s to %s: %d", jti, n.name, resp.StatusCode)
+		default: // a 2xx the client could not read
+			p.t.Errorf("POST %s to %s: %v", jti, n.name, err)
 			return false
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return false
@@ -288,7 +314,8 @@ func holdsExactly(t *testing.T, name string, a *agent.Agent, jtis []string, d ti
 	}
 }
 
-// subscribers reads a node's subscriber gauge.
+// subscribers reads a node's subscriber gauge. /metrics is Prometheus text,
+// not part of the /v1 API that pkg/client speaks: plain HTTP.
 func subscribers(t *testing.T, n *node) int {
 	t.Helper()
 	resp, err := http.Get(n.url() + "/metrics")

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,61 +19,33 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/client"
 )
 
-// fleetAgent is one entry of GET /v1/agents.
-type fleetAgent struct {
-	Name      string  `json:"name"`
-	Instance  string  `json:"instance"`
-	Node      string  `json:"node"`
-	Connected bool    `json:"connected"`
-	Applied   string  `json:"applied"`
-	Lag       *uint64 `json:"lag"`
-	Fresh     bool    `json:"fresh"`
-}
-
-func fleetOf(t *testing.T, n *node) map[string]fleetAgent {
+// fleetOf lists the agents a node knows of, by name; nil when it does not
+// answer.
+func fleetOf(t *testing.T, n *node) map[string]client.AgentStatus {
 	t.Helper()
-	resp, err := http.Get(n.url() + "/v1/agents")
+	list, err := n.api(t).Agents(t.Context())
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	var l struct {
-		Agents []fleetAgent `json:"agents"`
-	}
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&l) != nil {
-		return nil
-	}
-	out := map[string]fleetAgent{}
-	for _, a := range l.Agents {
+	out := map[string]client.AgentStatus{}
+	for _, a := range list {
 		out[a.Name] = a
 	}
 	return out
 }
 
-type enforcementOf struct {
-	Agents  int `json:"agents"`
-	Applied int `json:"applied"`
-	Pending []struct {
-		Name string `json:"name"`
-	} `json:"pending"`
-}
-
-func enforcementAt(t *testing.T, n *node, key string) (enforcementOf, bool) {
+// enforcementAt reads how far the agents are with the revocation key, as a
+// node sees it; false when it does not say.
+func enforcementAt(t *testing.T, n *node, key string) (client.Enforcement, bool) {
 	t.Helper()
-	resp, err := http.Get(n.url() + "/v1/revocations/" + key)
-	if err != nil {
-		return enforcementOf{}, false
+	live, err := n.api(t).Get(t.Context(), key)
+	if err != nil || live.Enforcement == nil {
+		return client.Enforcement{}, false
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Enforcement *enforcementOf `json:"enforcement"`
-	}
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&r) != nil || r.Enforcement == nil {
-		return enforcementOf{}, false
-	}
-	return *r.Enforcement, true
+	return *live.Enforcement, true
 }
 
 // cliRun runs the revocast CLI and returns stdout, stderr and the
@@ -168,7 +139,7 @@ func TestReceiptsWithAPausedAgent(t *testing.T) {
 		}
 		var res struct {
 			Enforced bool `json:"enforced"`
-			enforcementOf
+			client.Enforcement
 		}
 		if len(lines) != 2 || json.Unmarshal([]byte(lines[0]), &stored) != nil || json.Unmarshal([]byte(lines[1]), &res) != nil {
 			t.Fatalf("stdout: %s", stdout)

@@ -15,7 +15,6 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,6 +28,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/pkg/client"
+	"github.com/revocast/revocast/pkg/events"
 )
 
 // The route port of an embedded NATS server is a way into the stream that
@@ -157,21 +158,15 @@ func (r *rogue) publishLift(t *testing.T, key string) {
 // revoke posts a ban of sub to a node and returns its key.
 func revoke(t *testing.T, n *node, sub string) string {
 	t.Helper()
+	api := n.api(t)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		req, _ := http.NewRequest("POST", n.url()+"/v1/revocations", strings.NewReader(`{"sub":"`+sub+`","ban":true}`))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		st, err := api.Revoke(t.Context(), events.Revocation{Sub: sub, Ban: true}, client.WriteOptions{})
 		if err == nil {
-			var rev struct {
-				Key string `json:"key"`
+			if st.Status == client.StatusCreated && st.Key != "" {
+				return st.Key
 			}
-			err = json.NewDecoder(resp.Body).Decode(&rev)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusCreated && err == nil && rev.Key != "" {
-				return rev.Key
-			}
-			err = fmt.Errorf("%s: key %q, decode: %w", resp.Status, rev.Key, err)
+			err = fmt.Errorf("status %q, key %q", st.Status, st.Key)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("revoke %s on %s: %v", sub, n.name, err)
@@ -183,21 +178,11 @@ func revoke(t *testing.T, n *node, sub string) string {
 // listed reports how many live revocations of sub a node lists.
 func listed(t *testing.T, n *node, sub string) int {
 	t.Helper()
-	resp, err := http.Get(n.url() + "/v1/revocations?sub=" + url.QueryEscape(sub))
+	page, err := n.api(t).List(t.Context(), client.ListOptions{Sub: sub})
 	if err != nil {
 		t.Fatalf("list on %s: %v", n.name, err)
 	}
-	defer resp.Body.Close()
-	var list struct {
-		Revocations []json.RawMessage `json:"revocations"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("list on %s: %s", n.name, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		t.Fatalf("list on %s: %v", n.name, err)
-	}
-	return len(list.Revocations)
+	return len(page.Revocations)
 }
 
 // routeTLS is a certificate authority and a certificate it signed, usable

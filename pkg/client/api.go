@@ -18,6 +18,7 @@ import (
 const (
 	pathRevocations = "/v1/revocations"
 	pathEvents      = "/v1/events"
+	pathAgents      = "/v1/agents"
 )
 
 // MaxListLimit is the largest page List asks for (the server's limit).
@@ -320,4 +321,37 @@ func (c *Client) WaitEnforced(ctx context.Context, key string, opts WaitOptions)
 		case <-t.C:
 		}
 	}
+}
+
+// AgentStatus is an agent as GET /v1/agents lists it: one that named itself
+// on its stream (Revocast-Agent) and is connected to a node of the cluster,
+// or left within the last minutes (Connected false).
+type AgentStatus struct {
+	AgentRef
+	ConnectedAt    time.Time  `json:"connected_at"`
+	Connected      bool       `json:"connected"`
+	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
+	// Delivered and Applied are event ids (<epoch>-<seq>), "" before the
+	// first.
+	Delivered  string     `json:"delivered,omitempty"`
+	Applied    string     `json:"applied,omitempty"`
+	ReportedAt *time.Time `json:"reported_at,omitempty"`
+	SeenAt     time.Time  `json:"seen_at"`
+	// Lag is how many stream sequences Applied is behind the head, nil
+	// when unknown (nothing applied in this epoch).
+	Lag *uint64 `json:"lag"`
+	// Fresh: connected and reported within the broadcaster's staleness.
+	Fresh bool `json:"fresh"`
+}
+
+// Agents lists the agents connected to any node of the cluster (role
+// reader).
+func (c *Client) Agents(ctx context.Context) ([]AgentStatus, error) {
+	var answer struct {
+		Agents []AgentStatus `json:"agents"`
+	}
+	if _, err := c.call(ctx, Request{Method: http.MethodGet, Path: pathAgents, Retry: true}, &answer); err != nil {
+		return nil, err
+	}
+	return answer.Agents, nil
 }

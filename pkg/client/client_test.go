@@ -17,6 +17,7 @@ import (
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/internal/testutil/inprocess"
+	"github.com/revocast/revocast/pkg/agent"
 	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
@@ -105,6 +106,46 @@ func TestRevokeGetListLift(t *testing.T) {
 	}
 	if _, err := c.Get(ctx, st.Key); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("get after lift: %v", err)
+	}
+}
+
+// TestAgents: a named agent is listed by Agents with what it applied.
+func TestAgents(t *testing.T) {
+	t.Parallel()
+	c, base := newClient(t, nil)
+	ctx := t.Context()
+	if list, err := c.Agents(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("agents before any: %+v, %v", list, err)
+	}
+	st, err := c.Revoke(ctx, events.Revocation{JTI: "before-the-agent"}, client.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New([]string{base}, agent.WithAlgorithms("HS256"), agent.WithHMACSecret([]byte("client tests: 32+ bytes of HMAC secret")),
+		agent.WithName("checkout-api"), agent.WithReportInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(actx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var got client.AgentStatus
+	testutil.Eventually(t, 30*time.Second, "the agent listed with the revocation applied", func() bool {
+		list, err := c.Agents(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 1 {
+			return false
+		}
+		got = list[0]
+		return got.Applied == st.ID
+	})
+	if got.Name != "checkout-api" || got.Instance == "" || got.Node == "" || !got.Connected || !got.Fresh ||
+		got.Lag == nil || *got.Lag != 0 || got.ConnectedAt.IsZero() || got.ReportedAt == nil {
+		t.Fatalf("agent: %+v", got)
 	}
 }
 

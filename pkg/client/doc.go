@@ -3,8 +3,9 @@
 // A Client posts revocations (Revoke, RevokeBatch, RevokeRaw), lifts them
 // (Lift by key, LiftMatching by matchers), reads them (Get, List, All),
 // waits until the connected agents applied one (WaitEnforced: revoke
-// --wait) and follows the event stream (Tail, which reconnects and resumes
-// after the last event id).
+// --wait), lists the agents and what they applied (Agents) and follows the
+// event stream (Tail, which reconnects and resumes after the last event
+// id).
 // Requests and answers are the types of package events; an answer that is
 // not a success is an *Error that keeps the server's message and the name
 // of the field at fault, and matches sentinel errors with errors.Is:
