@@ -116,6 +116,7 @@ func statusOf(t *testing.T, method, u, body, key string) (int, http.Header) {
 }
 
 func TestPublicEvents(t *testing.T) {
+	t.Parallel()
 	a, _, _ := keys(t)
 	_, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a; c.PublicEvents = true })
 	if st, _ := statusOf(t, "GET", base+"/v1/events?last_event_id=now", "", ""); st != http.StatusOK {
@@ -127,6 +128,7 @@ func TestPublicEvents(t *testing.T) {
 }
 
 func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
+	t.Parallel()
 	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
 		t.Run(addr, func(t *testing.T) {
 			s, err := broadcaster.New(broadcaster.Config{Addr: addr, Backend: natslog.Config{DataDir: t.TempDir()}})
@@ -169,6 +171,7 @@ func TestRefusesToListenBeyondLoopbackWithoutCredentials(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	a, reader, revoker := keys(t)
 	_, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a; c.RateLimit = 1; c.RateBurst = 3 })
 	var last answer
@@ -195,6 +198,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestSubscriberCap(t *testing.T) {
+	t.Parallel()
 	s, base := startServer(t, func(c *broadcaster.Config) { c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 2, 2 })
 	subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
@@ -212,6 +216,7 @@ func TestSubscriberCap(t *testing.T) {
 // still get a slot, the refusals are counted, and a closed stream gives its
 // place back.
 func TestSubscriberShare(t *testing.T) {
+	t.Parallel()
 	a, reader, revoker := keys(t)
 	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Auth = a
@@ -248,6 +253,7 @@ func TestSubscriberShare(t *testing.T) {
 // TestTimeoutsDoNotCutStreams: a stream outlives the header, read and idle
 // timeouts, while a client that never finishes its headers is cut off.
 func TestTimeoutsDoNotCutStreams(t *testing.T) {
+	t.Parallel()
 	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Heartbeat = 100 * time.Millisecond
 		c.ReadHeaderTimeout = 200 * time.Millisecond
@@ -264,6 +270,7 @@ func TestTimeoutsDoNotCutStreams(t *testing.T) {
 }
 
 func TestRevokeByTokenDecodeOnlyNeedsRevoker(t *testing.T) {
+	t.Parallel()
 	a, reader, revoker := keys(t)
 	_, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a })
 	// an unsigned token is enough when it is only decoded

@@ -67,6 +67,7 @@ func getEnforcement(t *testing.T, base, key string) enforcement {
 }
 
 func TestAgentReceipts(t *testing.T) {
+	t.Parallel()
 	_, base := startServer(t, nil)
 	east := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api-east; instance=e1")
 	west := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api-west; instance=w1")
@@ -161,6 +162,7 @@ func TestAgentReceipts(t *testing.T) {
 }
 
 func TestAgentReportsRefused(t *testing.T) {
+	t.Parallel()
 	_, base := startServer(t, nil)
 	sub := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api; instance=i1")
 	sub.until(t, events.TypeSynced)

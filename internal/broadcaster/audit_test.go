@@ -54,6 +54,7 @@ func (b *logBuffer) lines(t *testing.T) []map[string]any {
 // is one audit line with the status and the actor with its kind; answers
 // to an allowed origin carry its CORS header, refusals included.
 func TestRefusalsAreAudited(t *testing.T) {
+	t.Parallel()
 	const app = "https://app.example"
 	reader, _ := auth.GenerateKey()
 	revoker, _ := auth.GenerateKey()

@@ -72,6 +72,7 @@ window.results = [];
 // posts to a broadcaster without credentials on loopback. Nothing may be
 // stored.
 func TestBrowserOnAnotherOriginCannotWrite(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a browser; skipped under -short")
 	}

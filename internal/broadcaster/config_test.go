@@ -13,6 +13,7 @@ import (
 // than the servers that can hold them is never created, so such a
 // configuration must be refused at start instead of being retried for ever.
 func TestConfigRefusesReplicasWithoutCluster(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		nats natslog.Config

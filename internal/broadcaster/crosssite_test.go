@@ -46,6 +46,7 @@ func (v hmacTokens) sign(t *testing.T, claims jwt.MapClaims) string {
 // without credentials only loopback Host names are served (DNS
 // rebinding). Every refusal stores nothing.
 func TestCrossSiteWrites(t *testing.T) {
+	t.Parallel()
 	const app = "https://app.example"
 	open, openBase := startServer(t, func(c *broadcaster.Config) { c.CORSOrigins = []string{app} })
 	star, starBase := startServer(t, func(c *broadcaster.Config) { c.CORSOrigins = []string{"*"} })

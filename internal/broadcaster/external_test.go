@@ -20,6 +20,7 @@ import (
 // TestSuiteOnExternalNATS runs the broadcaster's main tests again with the
 // log in a NATS deployment of its own instead of the embedded server.
 func TestSuiteOnExternalNATS(t *testing.T) {
+	t.Parallel()
 	for name, test := range suite {
 		t.Run(name, func(t *testing.T) { test(t, externalNATS) })
 	}
@@ -28,6 +29,7 @@ func TestSuiteOnExternalNATS(t *testing.T) {
 // TestSuiteOnMemoryLog runs them with the log in memory (memlog): the
 // broadcaster relies only on eventlog.Log.
 func TestSuiteOnMemoryLog(t *testing.T) {
+	t.Parallel()
 	for name, test := range suite {
 		t.Run(name, func(t *testing.T) { test(t, memoryLog) })
 	}
@@ -49,6 +51,7 @@ var suite = map[string]func(*testing.T, backend){
 // cut off and told to reset when they come back, and the new stream is
 // served.
 func TestExternalNATS(t *testing.T) {
+	t.Parallel()
 	n := testutil.StartNATS(t)
 	dead := "nats://127.0.0.1:" + freePort(t)
 	data := t.TempDir()

@@ -138,6 +138,7 @@ func publish(t *testing.T, log eventlog.Log, jti string) uint64 {
 }
 
 func TestFollowerAppliesWhatTheLogAcknowledged(t *testing.T) {
+	t.Parallel()
 	log := memlog.New(memlog.Config{})
 	f := newTestFollower(t, log)
 	var applied atomic.Int32
@@ -167,6 +168,7 @@ func TestFollowerAppliesWhatTheLogAcknowledged(t *testing.T) {
 // restarted, both by a reader catching up and by a write that does not
 // come back, and the mirror then holds the write.
 func TestFollowerRestartsAStalledConsumer(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		wait func(f *follower, seq uint64) error
@@ -204,6 +206,7 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 
 // TestFollowerRestartGap: restarts closer than restartGap are one restart.
 func TestFollowerRestartGap(t *testing.T) {
+	t.Parallel()
 	f := newTestFollower(t, memlog.New(memlog.Config{}))
 	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
 	f.now = clock.Now
@@ -227,6 +230,7 @@ func TestFollowerRestartGap(t *testing.T) {
 // a check began that found the node caught up, and ends at once with a
 // check that did not.
 func TestFollowerCurrent(t *testing.T) {
+	t.Parallel()
 	f := newTestFollower(t, memlog.New(memlog.Config{}))
 	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
 	f.now, f.base = clock.Now, clock.Now()
@@ -257,6 +261,7 @@ func TestFollowerCurrent(t *testing.T) {
 // TestFollowerChecksCurrentWhileRunning: running, the follower finds an
 // idle in-memory log caught up and promises it.
 func TestFollowerChecksCurrentWhileRunning(t *testing.T) {
+	t.Parallel()
 	f := newTestFollower(t, memlog.New(memlog.Config{}))
 	var checks atomic.Int32
 	f.onCheck = func(caughtUp bool) {
@@ -272,6 +277,7 @@ func TestFollowerChecksCurrentWhileRunning(t *testing.T) {
 // hub moves to the new epoch and onReset runs; until then catchUp refuses
 // to call the node current.
 func TestFollowerResetsOnANewEpoch(t *testing.T) {
+	t.Parallel()
 	log := &faultyLog{Log: memlog.New(memlog.Config{})}
 	f := newTestFollower(t, log)
 	f.epochCheck = 10 * time.Millisecond

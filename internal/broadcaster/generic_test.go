@@ -11,6 +11,7 @@ import (
 // body, whatever was wrong with the credential; without it the body says
 // whether one was missing or refused.
 func TestGenericAuthErrors(t *testing.T) {
+	t.Parallel()
 	a, _, _ := keys(t)
 	for _, generic := range []bool{false, true} {
 		name := "detailed"

@@ -49,6 +49,7 @@ func fullState(t *testing.T, base string) (map[string]events.Revocation, events.
 // stored, one posted later is not. A lift outlives its revocation's
 // expires_at by G too. The synced event tells agents L and G.
 func TestExpiryGrace(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, base := embeddedNATS.start(t, func(c *broadcaster.Config) { c.Backend = natslog.Config{DataDir: dir} }) // restarts on the same data
 	grace := events.DefaultExpiryGrace

@@ -30,6 +30,7 @@ import (
 // test's own, where every JetStream API request is counted by subject. Set
 // REVOCAST_HEARTBEAT_SUBSCRIBERS to change the number of subscribers (1000).
 func TestHeartbeatCost(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("opens a thousand streams; skipped under -short")
 	}

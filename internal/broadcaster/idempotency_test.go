@@ -55,6 +55,7 @@ type step struct {
 // request whose first answer can no longer be given) gets 409 and stores
 // nothing. No 2xx is ever given for something that is not stored.
 func TestIdempotencyKeyScopes(t *testing.T) {
+	t.Parallel()
 	ks, _ := auth.ParseKeys(strings.NewReader(auth.KeyLine("ops", auth.RoleRevoker, "rvc_idem-test-key-ops-0123456789") + "\n"))
 	s, base := startServer(t, func(c *broadcaster.Config) { c.Auth = auth.New(ks, operatorJWTs{}) })
 	creds := map[string]string{"key": "rvc_idem-test-key-ops-0123456789", "jwt": "header.ops.signature"}

@@ -367,6 +367,7 @@ func registeredRoutes(t *testing.T) []string {
 // its schema, and the documented operations are exactly the routes of
 // handlers.go.
 func TestOpenAPIDocument(t *testing.T) {
+	t.Parallel()
 	if !json.Valid(api.OpenAPI) {
 		t.Fatal("api/openapi.json is not valid JSON")
 	}
@@ -655,6 +656,7 @@ func (c *apiContract) checkStream(t *testing.T, s *sseReader, wantRetry int) []w
 // documented status codes, and checks each real answer against the
 // document.
 func TestOpenAPIContract(t *testing.T) {
+	t.Parallel()
 	c := loadAPIContract(t)
 
 	reader, _ := auth.GenerateKey()

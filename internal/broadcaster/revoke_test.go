@@ -62,6 +62,7 @@ func liveState(t *testing.T, base string) map[string]events.Revocation {
 // Whether each token is revoked is decided with the agents' matching code
 // on the full state a new agent receives.
 func TestTokenHolderNeverWeakens(t *testing.T) {
+	t.Parallel()
 	secret := []byte("revocast token holder tests: 32+ bytes of HMAC secret")
 	a, reader, revoker := keys(t)
 	s, base := startServer(t, func(c *broadcaster.Config) { c.Auth = a; c.PublicEvents = true; c.TokenVerifier = holderTokens(secret) })

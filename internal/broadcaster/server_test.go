@@ -320,6 +320,7 @@ func testBatch(t *testing.T, on backend) {
 // posted event, and one that stops reading is cut off without holding up
 // the others.
 func TestManySubscribers(t *testing.T) {
+	t.Parallel()
 	s, base := startServer(t, func(c *broadcaster.Config) {
 		c.WriteTimeout = 500 * time.Millisecond
 		c.MaxConnsPerAddr = -1 // a thousand connect at once from one address
@@ -457,6 +458,7 @@ func TestManySubscribers(t *testing.T) {
 }
 
 func TestHealthReadyMetrics(t *testing.T) {
+	t.Parallel()
 	_, base := startServer(t, nil)
 	if a := do(t, "GET", base+"/healthz", ""); a.status != 200 {
 		t.Fatalf("healthz %d", a.status)
@@ -481,6 +483,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 }
 
 func TestShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
 	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: t.TempDir()}}
 	s, err := broadcaster.New(cfg)
 	if err != nil {

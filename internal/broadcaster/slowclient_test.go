@@ -71,6 +71,7 @@ func slowBody(method, path string, header ...string) string {
 // timeout, whether they are refused before authentication or their body is
 // being read; many at once, over real sockets.
 func TestSlowClientsAreCut(t *testing.T) {
+	t.Parallel()
 	a, _, _ := keys(t)
 	short := func(c *broadcaster.Config) {
 		c.ReadTimeout = 500 * time.Millisecond
@@ -130,6 +131,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 // failed connection, but gives up on a 503); authorised streams do
 // not count; a connection that closes frees its place.
 func TestConnectionsPerAddressCap(t *testing.T) {
+	t.Parallel()
 	s, base := startServer(t, func(c *broadcaster.Config) { c.MaxConnsPerAddr = 3 })
 	// streams, once authorised, are the subscriber cap's business
 	for range 4 {
@@ -177,6 +179,7 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 //
 // REVOCAST_SLOW_LOAD_WINDOW (default 60s) bounds how long a client waits.
 func TestSlowClientLoad(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("REVOCAST_SLOW_LOAD") == "" {
 		t.Skip("a measurement: set REVOCAST_SLOW_LOAD=1 to run it")
 	}
