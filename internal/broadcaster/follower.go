@@ -61,13 +61,14 @@ var errBehind = errors.New("this node is behind the stream")
 //     current reports whether the last check, begun at most two heartbeats
 //     ago, found the node caught up. Pings are sent only while it does.
 //
-// The clock (now) is time.Now except in tests. A follower is safe for
-// concurrent use once run has been called.
+// Its clock is the system's except in tests, which drive every timer of the
+// state machine (backoff, epoch watch, current checks) by hand. A follower
+// is safe for concurrent use once run has been called.
 type follower struct {
 	log    eventlog.Log
 	hub    *hub.Hub
 	logger *slog.Logger
-	now    func() time.Time
+	clock  clock
 
 	heartbeat  time.Duration // how often checkCurrent checks
 	epochCheck time.Duration // how often watch checks the epoch
@@ -90,9 +91,28 @@ type follower struct {
 }
 
 func newFollower(log eventlog.Log, h *hub.Hub, logger *slog.Logger, heartbeat, epochCheck time.Duration) *follower {
-	f := &follower{log: log, hub: h, logger: logger, now: time.Now, heartbeat: heartbeat, epochCheck: epochCheck}
-	f.base = f.now()
+	f := &follower{log: log, hub: h, logger: logger, clock: systemClock{}, heartbeat: heartbeat, epochCheck: epochCheck}
+	f.base = f.clock.Now()
 	return f
+}
+
+// clock is the follower's source of time and timers.
+type clock interface {
+	Now() time.Time
+	// After delivers once, d from now.
+	After(d time.Duration) <-chan time.Time
+	// NewTicker delivers every d until stop is called.
+	NewTicker(d time.Duration) (c <-chan time.Time, stop func())
+}
+
+// systemClock is the clock of package time.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (systemClock) NewTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
 }
 
 // run follows the log, watches its epoch and checks that this node is
@@ -147,7 +167,7 @@ func (f *follower) follow(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-f.clock.After(backoff):
 		}
 		backoff = min(backoff*2, maxFollowBackoff)
 	}
@@ -168,13 +188,13 @@ func (f *follower) apply(rec eventlog.Record) error {
 // an ordered consumer would carry on on the new stream from the old
 // sequence. (A consumer that stalls is noticed by Follow itself.)
 func (f *follower) watch(ctx context.Context) {
-	t := time.NewTicker(f.epochCheck)
-	defer t.Stop()
+	tick, stop := f.clock.NewTicker(f.epochCheck)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		changed, err := f.log.EpochChanged(cctx)
@@ -192,7 +212,7 @@ func (f *follower) watch(ctx context.Context) {
 func (f *follower) restart(why string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := f.now()
+	now := f.clock.Now()
 	if f.stop == nil || (!f.lastRestart.IsZero() && now.Sub(f.lastRestart) < restartGap) {
 		return
 	}
@@ -285,11 +305,11 @@ func (f *follower) checkCurrent(ctx context.Context) {
 	case <-ctx.Done():
 		return
 	}
-	t := time.NewTicker(f.heartbeat)
-	defer t.Stop()
+	tick, stop := f.clock.NewTicker(f.heartbeat)
+	defer stop()
 	wasCurrent := true
 	for {
-		began := int64(f.now().Sub(f.base)) + 1
+		began := int64(f.clock.Now().Sub(f.base)) + 1
 		cctx, cancel := context.WithTimeout(ctx, f.heartbeat)
 		err := f.catchUp(cctx)
 		cancel()
@@ -307,7 +327,7 @@ func (f *follower) checkCurrent(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }
@@ -331,5 +351,5 @@ func (f *follower) recordCheck(began int64, caughtUp bool) {
 // caught up, and no later check found otherwise.
 func (f *follower) current() bool {
 	at := f.caughtUpAt.Load()
-	return at != 0 && int64(f.now().Sub(f.base))+1-at <= int64(2*f.heartbeat)
+	return at != 0 && int64(f.clock.Now().Sub(f.base))+1-at <= int64(2*f.heartbeat)
 }

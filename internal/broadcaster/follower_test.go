@@ -6,6 +6,7 @@ package broadcaster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -75,11 +76,22 @@ func (l *faultyLog) changeEpoch(to uint64) {
 	l.newEpoch = to
 }
 
-// fakeClock is a clock that moves only when told.
+// fakeClock is a clock that moves only when told; its timers fire when
+// Advance passes them.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
 }
+
+type fakeTimer struct {
+	at      time.Time
+	period  time.Duration // 0: fires once (After)
+	c       chan time.Time
+	stopped bool
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -87,10 +99,64 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+func (c *fakeClock) add(d, period time.Duration) *fakeTimer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), period: period, c: make(chan time.Time, 1)}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time { return c.add(d, 0).c }
+
+func (c *fakeClock) NewTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := c.add(d, d)
+	return t.c, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		t.stopped = true
+	}
+}
+
+// Advance moves the clock by d and fires the timers it passes (a ticker
+// that missed several ticks delivers one, as time.Ticker does).
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if t.stopped {
+			continue
+		}
+		if !t.at.After(c.now) {
+			select {
+			case t.c <- c.now:
+			default:
+			}
+			if t.period == 0 {
+				continue
+			}
+			for !t.at.After(c.now) {
+				t.at = t.at.Add(t.period)
+			}
+		}
+		kept = append(kept, t)
+	}
+	c.timers = kept
+}
+
+// pendingAfter counts the one-shot timers not yet fired.
+func (c *fakeClock) pendingAfter() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if t.period == 0 && !t.stopped {
+			n++
+		}
+	}
+	return n
 }
 
 // newTestFollower returns a follower over log with a fresh hub, not
@@ -208,8 +274,8 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 func TestFollowerRestartGap(t *testing.T) {
 	t.Parallel()
 	f := newTestFollower(t, memlog.New(memlog.Config{}))
-	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
-	f.now = clock.Now
+	clock := newFakeClock()
+	f.clock = clock
 	var stops int
 	f.stop = func() { stops++ }
 	f.restart("one")
@@ -232,8 +298,8 @@ func TestFollowerRestartGap(t *testing.T) {
 func TestFollowerCurrent(t *testing.T) {
 	t.Parallel()
 	f := newTestFollower(t, memlog.New(memlog.Config{}))
-	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
-	f.now, f.base = clock.Now, clock.Now()
+	clock := newFakeClock()
+	f.clock, f.base = clock, clock.Now()
 	began := func() int64 { return int64(clock.Now().Sub(f.base)) + 1 }
 
 	if f.current() {
@@ -280,13 +346,22 @@ func TestFollowerResetsOnANewEpoch(t *testing.T) {
 	t.Parallel()
 	log := &faultyLog{Log: memlog.New(memlog.Config{})}
 	f := newTestFollower(t, log)
-	f.epochCheck = 10 * time.Millisecond
+	clock := newFakeClock()
+	f.clock, f.base = clock, clock.Now()
 	resets := make(chan uint64, 1)
 	f.onReset = func(epoch uint64) { resets <- epoch }
 	runFollower(t, f)
 	testutil.Eventually(t, time.Minute, "the first consumer", func() bool { return log.follows.Load() >= 1 })
 
 	log.changeEpoch(42)
+	// The consumer does not end by itself: the epoch watch, on its next
+	// tick, restarts it, and follow then finds the new instance.
+	select {
+	case <-resets:
+		t.Fatal("reset before the epoch watch ticked")
+	default:
+	}
+	clock.Advance(f.epochCheck)
 	select {
 	case epoch := <-resets:
 		if epoch != 42 || f.hub.Epoch() != 42 {
@@ -295,4 +370,61 @@ func TestFollowerResetsOnANewEpoch(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("no reset after the epoch changed")
 	}
+}
+
+// TestFollowerBacksOff: a consumer that keeps failing is followed again
+// after a backoff that doubles from followBackoff up to maxFollowBackoff,
+// and not before.
+func TestFollowerBacksOff(t *testing.T) {
+	t.Parallel()
+	log := &failingLog{Log: memlog.New(memlog.Config{})}
+	f := newTestFollower(t, log)
+	clock := newFakeClock()
+	f.clock, f.base = clock, clock.Now()
+	runFollower(t, f)
+
+	backoff := followBackoff
+	for attempt := int32(1); attempt <= 8; attempt++ {
+		testutil.Eventually(t, time.Minute, fmt.Sprintf("attempt %d waiting out its backoff", attempt), func() bool {
+			return log.follows.Load() == attempt && clock.pendingAfter() == 1
+		})
+		clock.Advance(backoff - time.Nanosecond)
+		if n := log.follows.Load(); n != attempt {
+			t.Fatalf("attempt %d: followed again %v early", attempt, time.Nanosecond)
+		}
+		clock.Advance(time.Nanosecond)
+		backoff = min(2*backoff, maxFollowBackoff)
+	}
+	if backoff != maxFollowBackoff {
+		t.Fatalf("backoff %v after 8 failures, want the cap %v", backoff, maxFollowBackoff)
+	}
+}
+
+// failingLog is a memlog whose consumers fail at once.
+type failingLog struct {
+	eventlog.Log
+	follows atomic.Int32
+}
+
+func (l *failingLog) Follow(context.Context, uint64, func(eventlog.Record) error, func()) error {
+	l.follows.Add(1)
+	return errors.New("the log is down")
+}
+
+// TestFollowerStopsPromisingWhenBehind: a node whose consumer does not
+// deliver what the stream holds is not current after its next check, so
+// its streams stop sending pings.
+func TestFollowerStopsPromisingWhenBehind(t *testing.T) {
+	t.Parallel()
+	log := &faultyLog{Log: memlog.New(memlog.Config{}), stallFirst: 1 << 30}
+	f := newTestFollower(t, log)
+	clock := newFakeClock()
+	f.clock, f.base = clock, clock.Now()
+	f.hub.SetReady() // a stalled consumer never reports having caught up
+	runFollower(t, f)
+	testutil.Eventually(t, time.Minute, "the first check", func() bool { return f.current() })
+
+	publish(t, log, "unseen")
+	clock.Advance(f.heartbeat) // the next check finds the node behind
+	testutil.Eventually(t, time.Minute, "the node to stop promising", func() bool { return !f.current() })
 }
