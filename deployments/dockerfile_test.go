@@ -111,17 +111,7 @@ func imageDefaults(t *testing.T) dockerImage {
 				img.env[k] = v
 			}
 		case "COPY":
-			f := strings.Fields(in[1])
-			var srcs []string
-			from := false
-			for _, a := range f {
-				if strings.HasPrefix(a, "--from=") {
-					from = true
-				}
-				if !strings.HasPrefix(a, "--") {
-					srcs = append(srcs, a)
-				}
-			}
+			srcs, from := copyArgs(in[1])
 			if from && len(srcs) >= 2 && srcs[len(srcs)-1] == "/" {
 				for _, s := range srcs[:len(srcs)-1] {
 					img.binaries[path.Base(s)] = true
@@ -184,17 +174,7 @@ func TestDockerfile(t *testing.T) {
 					}
 				}
 			case "COPY":
-				f := strings.Fields(in[1])
-				var srcs []string
-				from := false
-				for _, a := range f {
-					if strings.HasPrefix(a, "--from=") {
-						from = true
-					}
-					if !strings.HasPrefix(a, "--") {
-						srcs = append(srcs, a)
-					}
-				}
+				srcs, from := copyArgs(in[1])
 				if from || len(srcs) < 2 {
 					continue
 				}
@@ -292,4 +272,19 @@ func stageEnvHas(st dockerStage, kv string) bool {
 		}
 	}
 	return false
+}
+
+// copyArgs splits the arguments of a Dockerfile COPY into its paths
+// (sources, then the destination) and whether it copies from another stage
+// (--from=).
+func copyArgs(args string) (paths []string, fromStage bool) {
+	for _, a := range strings.Fields(args) {
+		if strings.HasPrefix(a, "--from=") {
+			fromStage = true
+		}
+		if !strings.HasPrefix(a, "--") {
+			paths = append(paths, a)
+		}
+	}
+	return paths, fromStage
 }

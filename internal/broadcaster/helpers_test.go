@@ -1,7 +1,6 @@
 package broadcaster_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -18,7 +17,9 @@ import (
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/internal/testutil/inprocess"
 	"github.com/revocast/revocast/pkg/events"
+	"github.com/revocast/revocast/pkg/events/eventlog"
 	"github.com/revocast/revocast/pkg/events/memlog"
 	"github.com/revocast/revocast/pkg/events/natslog"
 	"github.com/revocast/revocast/pkg/sse"
@@ -45,43 +46,24 @@ func (b backend) start(t *testing.T, mod func(*broadcaster.Config)) (*broadcaste
 	if testing.Short() && b != memoryLog {
 		t.Skip("JetStream backend: skipped with -short (the same test runs on the memory log)")
 	}
-	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Heartbeat: time.Second, Logger: testLogger(t)}
+	var backend eventlog.Backend
 	switch b {
 	case embeddedNATS:
-		cfg.Backend = natslog.Config{DataDir: t.TempDir()}
+		backend = natslog.Config{DataDir: t.TempDir()}
 	case externalNATS:
-		cfg.Backend = natslog.Config{URLs: []string{testutil.StartNATS(t).URL}}
+		backend = natslog.Config{URLs: []string{testutil.StartNATS(t).URL}}
 	case memoryLog:
-		cfg.Backend = memlog.Config{}
+		backend = memlog.Config{}
 	}
-	if mod != nil {
-		mod(&cfg) // a test that configures NATS gets NATS
-	}
-	if _, jetstream := cfg.Backend.(natslog.Config); jetstream && testing.Short() {
-		t.Skip("needs JetStream: skipped with -short")
-	}
-	s, err := broadcaster.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+	return inprocess.Broadcaster(t, func(cfg *broadcaster.Config) {
+		cfg.Backend, cfg.Logger = backend, testLogger(t)
+		if mod != nil {
+			mod(cfg) // a test that configures NATS gets NATS
+		}
+		if _, jetstream := cfg.Backend.(natslog.Config); jetstream && testing.Short() {
+			t.Skip("needs JetStream: skipped with -short")
 		}
 	})
-	select {
-	case <-s.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("broadcaster not ready after 20s")
-	}
-	return s, "http://" + s.Addr()
 }
 
 // testLogger sends the server's log to the test's output when

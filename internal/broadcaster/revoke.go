@@ -181,12 +181,7 @@ func (s *Server) revokeTokenParam(w http.ResponseWriter, r *http.Request, creden
 		}
 		// other parameters are ignored, as in the form (RFC 7009 §2.1)
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "body larger than 64 KiB", "")
-				return "", false
-			}
-			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed JSON body: want {\"token\":\"…\"}", "")
+			s.refuseRevokeBody(w, r, err, "body", "malformed JSON body: want {\"token\":\"…\"}")
 			return "", false
 		}
 		return req.Token, true
@@ -202,12 +197,7 @@ func (s *Server) revokeTokenParam(w http.ResponseWriter, r *http.Request, creden
 			return "", false
 		}
 		if err := r.ParseForm(); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", "form larger than 64 KiB", "")
-				return "", false
-			}
-			s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", "malformed form body", "")
+			s.refuseRevokeBody(w, r, err, "form", "malformed form body")
 			return "", false
 		}
 		return r.PostForm.Get("token"), true
@@ -328,4 +318,16 @@ func FactsFromClaims(c jwt.MapClaims) (events.Token, time.Time, error) {
 	}
 	t.Claims = c
 	return t, exp, nil
+}
+
+// refuseRevokeBody answers a POST /v1/revoke body (what: "body" or "form")
+// that could not be read: 413 past maxRevokeForm, 400 with malformed
+// otherwise.
+func (s *Server) refuseRevokeBody(w http.ResponseWriter, r *http.Request, err error, what, malformed string) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		s.refuseOAuth(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "invalid_request", what+" larger than 64 KiB", "")
+		return
+	}
+	s.refuseOAuth(w, r, http.StatusBadRequest, "invalid", "invalid_request", malformed, "")
 }

@@ -80,22 +80,23 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	desc := cfg.logDescription()
 	s := &Server{
 		cfg:     cfg,
-		desc:    cfg.logDescription(),
+		desc:    desc,
 		log:     cfg.Logger,
 		auth:    cfg.Auth,
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 		policy: events.Policy{
 			MaxTokenLifetime: cfg.MaxTokenLifetime,
-			MaxExpiry:        maxExpiry(cfg.logDescription().MaxAge, cfg.ExpiryGrace),
+			MaxExpiry:        maxExpiry(desc.MaxAge, cfg.ExpiryGrace),
 		},
 	}
 	if cfg.Auth.VerifiesJWTs() {
 		s.guard = newOperatorGuard()
 	}
 	s.opened, s.ready = make(chan struct{}), make(chan struct{})
-	s.fleet = newFleet(cfg.logDescription().Node, cfg.AgentStaleness, cfg.AgentRetention)
+	s.fleet = newFleet(desc.Node, cfg.AgentStaleness, cfg.AgentRetention)
 	if s.fleet.node == "" {
 		s.fleet.node = "revocast"
 	}

@@ -45,15 +45,8 @@ func (v *Verifier) Run(ctx context.Context) { v.v.Run(ctx) }
 
 // KeySource names, as a command line or configuration file would, where the
 // keys that verify tokens come from and what the tokens must say (see
-// jwtverify.KeySource).
-type KeySource struct {
-	PublicKeyFiles []string // PEM files: public keys or certificates
-	HMACSecretFile string   // one trailing newline is ignored
-	JWKS           string   // URL
-	Algorithms     []string // empty: derived from the keys (AlgorithmsFor)
-	Issuers        []string
-	Audiences      []string
-}
+// jwtverify.KeySource, whose fields it has) and returns the agent's options.
+type KeySource jwtverify.KeySource
 
 // Configured reports whether any key source is given.
 func (k KeySource) Configured() bool { return jwtverify.KeySource(k).Configured() }

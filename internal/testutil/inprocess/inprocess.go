@@ -1,7 +1,7 @@
 // Package inprocess runs a broadcaster inside a test's own process, for the
-// tests of packages that the broadcaster does not import (its own tests
-// cannot use this package: that would be an import cycle). Only tests
-// import it.
+// tests of packages that the broadcaster does not import and for its own
+// external tests (package broadcaster_test; its in-package tests cannot
+// use it: that would be an import cycle). Only tests import it.
 package inprocess
 
 import (
