@@ -221,6 +221,9 @@ func TestSubscriberShare(t *testing.T) {
 	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Auth = a
 		c.MaxSubscribers, c.MaxSubscribersPerPrincipal = 4, 2
+		// a hung-up stream gives its place back when a heartbeat to it
+		// fails: a short interval makes that soon
+		c.Heartbeat = 100 * time.Millisecond
 	})
 	url := base + "/v1/events?last_event_id=now"
 	subscribe(t, url, bearer(reader)...).until(t, events.TypeSynced)
@@ -256,13 +259,13 @@ func TestTimeoutsDoNotCutStreams(t *testing.T) {
 	t.Parallel()
 	_, base := startServer(t, func(c *broadcaster.Config) {
 		c.Heartbeat = 100 * time.Millisecond
-		c.ReadHeaderTimeout = 200 * time.Millisecond
-		c.ReadTimeout = 200 * time.Millisecond
-		c.IdleTimeout = 200 * time.Millisecond
+		c.ReadHeaderTimeout = 100 * time.Millisecond
+		c.ReadTimeout = 100 * time.Millisecond
+		c.IdleTimeout = 100 * time.Millisecond
 	})
 	sub := subscribe(t, base+"/v1/events?last_event_id=now")
 	sub.until(t, events.TypeSynced)
-	time.Sleep(time.Second) // let every server timeout pass; nothing to wait for
+	time.Sleep(300 * time.Millisecond) // let every server timeout pass; nothing to wait for
 	rev := post(t, base, `{"jti":"after-timeouts"}`)
 	if ev := sub.next(t); ev.ID != rev.ID {
 		t.Fatalf("stream after timeouts: %+v", ev)

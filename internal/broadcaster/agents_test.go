@@ -68,7 +68,9 @@ func getEnforcement(t *testing.T, base, key string) enforcement {
 
 func TestAgentReceipts(t *testing.T) {
 	t.Parallel()
-	_, base := startServer(t, nil)
+	// a hung-up stream is noticed when a heartbeat to it fails: a short
+	// interval makes that soon
+	_, base := startServer(t, func(c *broadcaster.Config) { c.Heartbeat = 100 * time.Millisecond })
 	east := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api-east; instance=e1")
 	west := subscribe(t, base+"/v1/events", broadcaster.AgentHeader, "api-west; instance=w1")
 	east.until(t, events.TypeSynced)

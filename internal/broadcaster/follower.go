@@ -27,6 +27,8 @@ const (
 	// stallWait is how long catchUp waits for the mirror to move before it
 	// restarts the consumer.
 	stallWait = time.Second
+	// epochCheckWait bounds one check of the stream's epoch.
+	epochCheckWait = 5 * time.Second
 	// followBackoff and maxFollowBackoff pace a consumer that keeps
 	// failing.
 	followBackoff    = 100 * time.Millisecond
@@ -62,7 +64,8 @@ var errBehind = errors.New("this node is behind the stream")
 //     ago, found the node caught up. Pings are sent only while it does.
 //
 // Its clock is the system's except in tests, which drive every timer of the
-// state machine (backoff, epoch watch, current checks) by hand. A follower
+// state machine (the waits above, backoff, epoch watch, current checks)
+// by hand. A follower
 // is safe for concurrent use once run has been called.
 type follower struct {
 	log    eventlog.Log
@@ -103,6 +106,9 @@ type clock interface {
 	After(d time.Duration) <-chan time.Time
 	// NewTicker delivers every d until stop is called.
 	NewTicker(d time.Duration) (c <-chan time.Time, stop func())
+	// WithTimeout is context.WithTimeout on this clock: the context ends
+	// with context.DeadlineExceeded d from now.
+	WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc)
 }
 
 // systemClock is the clock of package time.
@@ -113,6 +119,10 @@ func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d
 func (systemClock) NewTicker(d time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTicker(d)
 	return t.C, t.Stop
+}
+
+func (systemClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
 }
 
 // run follows the log, watches its epoch and checks that this node is
@@ -196,7 +206,7 @@ func (f *follower) watch(ctx context.Context) {
 			return
 		case <-tick:
 		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cctx, cancel := f.clock.WithTimeout(ctx, epochCheckWait)
 		changed, err := f.log.EpochChanged(cctx)
 		cancel()
 		if err == nil && changed {
@@ -225,7 +235,7 @@ func (f *follower) restart(why string) {
 // and listings have the event: it waits up to applyWait for the hub to
 // apply seq, and restarts the consumer when it did not.
 func (f *follower) waitApplied(ctx context.Context, seq uint64) {
-	ctx, cancel := context.WithTimeout(ctx, applyWait)
+	ctx, cancel := f.clock.WithTimeout(ctx, applyWait)
 	defer cancel()
 	if err := f.hub.WaitApplied(ctx, seq); err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		f.logger.Warn("acknowledged write not yet fanned out", "seq", seq)
@@ -238,7 +248,7 @@ func (f *follower) waitApplied(ctx context.Context, seq uint64) {
 // already: see waitApplied): it catches up, waiting at most catchUpWait,
 // and answers anyway when it cannot.
 func (f *follower) catchUpForRead(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	ctx, cancel := f.clock.WithTimeout(ctx, catchUpWait)
 	defer cancel()
 	if err := f.catchUp(ctx); err != nil {
 		f.logger.Warn("answering a read without knowing this node caught up with the stream", "head", f.hub.Head(), "err", err)
@@ -280,7 +290,7 @@ func (f *follower) catchUp(ctx context.Context) error {
 		if next > target {
 			return nil
 		}
-		wctx, wcancel := context.WithTimeout(ctx, stallWait)
+		wctx, wcancel := f.clock.WithTimeout(ctx, stallWait)
 		err = f.hub.WaitApplied(wctx, next)
 		wcancel()
 		if err == nil {
@@ -310,7 +320,7 @@ func (f *follower) checkCurrent(ctx context.Context) {
 	wasCurrent := true
 	for {
 		began := int64(f.clock.Now().Sub(f.base)) + 1
-		cctx, cancel := context.WithTimeout(ctx, f.heartbeat)
+		cctx, cancel := f.clock.WithTimeout(ctx, f.heartbeat)
 		err := f.catchUp(cctx)
 		cancel()
 		if ctx.Err() != nil {

@@ -146,6 +146,58 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.timers = kept
 }
 
+// WithTimeout returns a context that ends, with context.DeadlineExceeded,
+// when Advance passes d from now.
+func (c *fakeClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	t := c.add(d, 0)
+	cctx, cancel := context.WithCancel(ctx)
+	fc := &fakeDeadlineCtx{Context: cctx}
+	go func() {
+		select {
+		case <-t.c:
+			fc.timedOut.Store(true)
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	return fc, func() {
+		c.mu.Lock()
+		t.stopped = true
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// fakeDeadlineCtx is a context a fakeClock timer ended.
+type fakeDeadlineCtx struct {
+	context.Context
+	timedOut atomic.Bool
+}
+
+func (c *fakeDeadlineCtx) Err() error {
+	if err := c.Context.Err(); err != nil && c.timedOut.Load() {
+		return context.DeadlineExceeded
+	}
+	return c.Context.Err()
+}
+
+// fireNext moves the clock to the earliest pending timer, firing it (and
+// any due at the same time); it does nothing when none is pending.
+func (c *fakeClock) fireNext() {
+	c.mu.Lock()
+	var next time.Time
+	for _, t := range c.timers {
+		if !t.stopped && (next.IsZero() || t.at.Before(next)) {
+			next = t.at
+		}
+	}
+	d := next.Sub(c.now)
+	c.mu.Unlock()
+	if !next.IsZero() {
+		c.Advance(d)
+	}
+}
+
 // pendingAfter counts the one-shot timers not yet fired.
 func (c *fakeClock) pendingAfter() int {
 	c.mu.Lock()
@@ -252,12 +304,29 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			log := &faultyLog{Log: memlog.New(memlog.Config{}), stallFirst: 1}
 			f := newTestFollower(t, log)
+			clock := newFakeClock()
+			f.clock, f.base = clock, clock.Now()
 			runFollower(t, f)
 			testutil.Eventually(t, time.Minute, "the first consumer", func() bool { return log.follows.Load() >= 1 })
 			seq := publish(t, log, "stalled")
-			if err := tc.wait(f, seq); err != nil {
+			done := make(chan error, 1)
+			go func() { done <- tc.wait(f, seq) }()
+			// time passes only when every timer pending has fired: the
+			// stall wait or apply wait, then the follow loop's backoff
+			var err error
+			testutil.Eventually(t, time.Minute, tc.name+" to return", func() bool {
+				select {
+				case err = <-done:
+					return true
+				default:
+					clock.fireNext()
+					return false
+				}
+			})
+			if err != nil {
 				t.Fatalf("%s: %v", tc.name, err)
 			}
 			if n := log.follows.Load(); n < 2 {
@@ -421,10 +490,22 @@ func TestFollowerStopsPromisingWhenBehind(t *testing.T) {
 	clock := newFakeClock()
 	f.clock, f.base = clock, clock.Now()
 	f.hub.SetReady() // a stalled consumer never reports having caught up
+	var behind atomic.Bool
+	f.onCheck = func(caughtUp bool) {
+		if !caughtUp {
+			behind.Store(true)
+		}
+	}
 	runFollower(t, f)
 	testutil.Eventually(t, time.Minute, "the first check", func() bool { return f.current() })
 
 	publish(t, log, "unseen")
-	clock.Advance(f.heartbeat) // the next check finds the node behind
-	testutil.Eventually(t, time.Minute, "the node to stop promising", func() bool { return !f.current() })
+	clock.Advance(f.heartbeat) // the next check finds the node behind...
+	testutil.Eventually(t, time.Minute, "a check that finds the node behind", func() bool {
+		clock.fireNext() // ...once its waits have run out
+		return behind.Load()
+	})
+	if f.current() {
+		t.Fatal("still promising after a check found the node behind")
+	}
 }
