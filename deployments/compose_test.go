@@ -117,7 +117,7 @@ func composeInvocations(t *testing.T, cf composeFile, img dockerImage) []*invoca
 			t.Errorf("%s: %v", src, err)
 			continue
 		}
-		inv := &invocation{source: src, host: name, hosts: []string{name}, prog: prog, args: args,
+		inv := &invocation{source: src, host: name, prog: prog, args: args,
 			env: map[string]string{}, files: map[string]string{}, volumes: map[string]bool{}}
 		for k, v := range img.env {
 			if _, ok := prog.envs[k]; ok {
@@ -216,10 +216,8 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	// the routes: every peer, on its cluster port, and the agents' URLs: a
-	// broadcaster's HTTP port (resolving does the checking)
-	w := &world{t: t, invs: invs}
-	w.check()
+	checkInvocations(t, invs) // mounted paths, --data, --check-config
+	// the routes: every peer
 	for _, inv := range brs {
 		routes, _ := inv.value("routes")
 		for _, peer := range brs {

@@ -367,7 +367,7 @@ func decodeSpec[T any](t *testing.T, o k8sObject) T {
 var k8sVar = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
 // podInvocations: the revocast containers of a pod template, for one pod.
-func (m *k8sManifests) podInvocations(t *testing.T, img dockerImage, file, podName string, labels map[string]string, spec podSpec, pvcs map[string]bool) []*invocation {
+func (m *k8sManifests) podInvocations(t *testing.T, img dockerImage, file, podName string, spec podSpec, pvcs map[string]bool) []*invocation {
 	t.Helper()
 	var out []*invocation
 	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
@@ -407,23 +407,17 @@ func (m *k8sManifests) podInvocations(t *testing.T, img dockerImage, file, podNa
 			t.Errorf("%s: %v", src, err)
 			continue
 		}
-		inv := &invocation{source: src, host: podName, hosts: []string{podName}, labels: labels, prog: prog, args: args,
-			env: map[string]string{}, files: map[string]string{}, volumes: map[string]bool{}, namedPorts: map[string]int{}}
+		inv := &invocation{source: src, host: podName, prog: prog, args: args,
+			env: map[string]string{}, files: map[string]string{}, volumes: map[string]bool{}}
 		for k, v := range img.env {
 			if _, ok := prog.envs[k]; ok {
 				inv.env[k] = v
 			}
 		}
 		maps.Copy(inv.env, env)
-		for _, p := range c.Ports {
-			if p.Name != "" {
-				inv.namedPorts[p.Name] = p.ContainerPort
-			}
-		}
-		inv.probes = map[string]string{}
 		for _, pr := range []*probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
-			if pr != nil && pr.HTTPGet != nil {
-				inv.probes[pr.HTTPGet.Path] = pr.HTTPGet.Port
+			if pr != nil && pr.HTTPGet != nil && !slices.Contains(inv.probePaths, pr.HTTPGet.Path) {
+				inv.probePaths = append(inv.probePaths, pr.HTTPGet.Path)
 			}
 		}
 		vols := map[string]volume{}
@@ -511,16 +505,12 @@ func (m *k8sManifests) k8sInvocations(t *testing.T, img dockerImage) (sts, deplo
 		}
 		for i := range s.Replicas {
 			pod := fmt.Sprintf("%s-%d", o.Metadata.Name, i)
-			invs := m.podInvocations(t, img, o.file, pod, s.Template.Metadata.Labels, s.Template.Spec, pvcs)
-			for _, inv := range invs {
-				inv.hosts = append(inv.hosts, pod+"."+s.ServiceName)
-			}
-			sts = append(sts, invs...)
+			sts = append(sts, m.podInvocations(t, img, o.file, pod, s.Template.Spec, pvcs)...)
 		}
 	}
 	for _, o := range m.all("Deployment") {
 		s := decodeSpec[deploymentSpec](t, o)
-		deploys = append(deploys, m.podInvocations(t, img, o.file, o.Metadata.Name+"-0", s.Template.Metadata.Labels, s.Template.Spec, nil)...)
+		deploys = append(deploys, m.podInvocations(t, img, o.file, o.Metadata.Name+"-0", s.Template.Spec, nil)...)
 	}
 	return sts, deploys
 }
@@ -528,15 +518,6 @@ func (m *k8sManifests) k8sInvocations(t *testing.T, img dockerImage) (sts, deplo
 // ---------------------------------------------------------------------------
 // Kubernetes
 // ---------------------------------------------------------------------------
-
-func (m *k8sManifests) services(t *testing.T) []k8sService {
-	var out []k8sService
-	for _, o := range m.all("Service") {
-		s := decodeSpec[serviceSpec](t, o)
-		out = append(out, k8sService{name: o.Metadata.Name, selector: s.Selector, ports: s.Ports})
-	}
-	return out
-}
 
 // TestKubernetesManifests checks the manifests without a cluster: flags and
 // variables exist, the StatefulSet forms its cluster from stable names, the
@@ -620,8 +601,7 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("%s: no --api-keys", inv.source)
 		}
 	}
-	w := &world{t: t, invs: append(slices.Clone(stsInvs), depInvs...), services: m.services(t)}
-	w.check() // resolves every URL and mounted path, runs --check-config
+	checkInvocations(t, append(slices.Clone(stsInvs), depInvs...)) // mounted paths, --check-config
 
 	for _, o := range append(m.all("StatefulSet"), m.all("Deployment")...) {
 		var spec podSpec
@@ -661,33 +641,29 @@ func TestKubernetesManifests(t *testing.T) {
 	checkProbes(t, m, append(slices.Clone(stsInvs), depInvs...))
 }
 
-// checkProbes: a revocast container's HTTP probes ask its own port for
-// /readyz or /healthz, or ask another container of the pod (nginx) for a
-// path its configuration forwards to one of those on the container's
-// --addr.
+// checkProbes: a revocast container has an HTTP probe, and each of its
+// probes asks for /readyz or /healthz, which it serves, or for a path that
+// nginx (another container of the pod) forwards to one of those on the
+// container's --addr.
 func checkProbes(t *testing.T, m *k8sManifests, invs []*invocation) {
 	t.Helper()
 	routes := nginxProbeRoutes(t, m)
 	served := []string{"/readyz", "/healthz"}
 	for _, inv := range invs {
-		if len(inv.probes) == 0 {
+		if len(inv.probePaths) == 0 {
 			t.Errorf("%s: no HTTP probe", inv.source)
 		}
 		addr, _ := inv.value("addr")
-		for path, port := range inv.probes {
-			n, err := strconv.Atoi(port)
-			if err != nil {
-				n = inv.namedPorts[port]
-			}
-			if inv.listen[n] {
+		for _, path := range inv.probePaths {
+			target, ok := routes[path]
+			if !ok {
 				if !slices.Contains(served, path) {
-					t.Errorf("%s: probe %s on its own port %s: it serves %v", inv.source, path, port, served)
+					t.Errorf("%s: probe %s: it serves %v, and nginx forwards no such path", inv.source, path, served)
 				}
 				continue
 			}
-			target, ok := routes[path]
-			if a, p, _ := strings.Cut(target, "/"); !ok || a != addr || !slices.Contains(served, "/"+p) {
-				t.Errorf("%s: probe %s on port %s reaches %q, not the agent's %s/readyz or /healthz", inv.source, path, port, target, addr)
+			if a, p, _ := strings.Cut(target, "/"); a != addr || !slices.Contains(served, "/"+p) {
+				t.Errorf("%s: probe %s reaches %q, not the container's %s/readyz or /healthz", inv.source, path, target, addr)
 			}
 		}
 	}
@@ -824,4 +800,17 @@ func TestKustomizeBuild(t *testing.T) {
 			t.Errorf("kubectl kustomize: nothing refers to the generated %s", name)
 		}
 	}
+}
+
+// selects reports whether a (non-empty) label selector selects labels.
+func selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
