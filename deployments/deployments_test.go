@@ -3,6 +3,10 @@ package deployments_test
 // What can be checked here without Docker, Kubernetes or systemd running:
 //
 //   - every YAML file parses (every document of it);
+//   - deployments/kubernetes renders with the kustomize library (krusty, what
+//     "kubectl kustomize" runs), and every rendered object decodes strictly
+//     into its k8s.io/api type: an unknown kind, an unknown field or a value
+//     of the wrong type fails; the Kubernetes checks read these objects;
 //   - every command line and REVOCAST_* variable of the compose file, the
 //     Kubernetes manifests, the systemd units and their env files names a
 //     flag the real binary has (from its --flags-json);
