@@ -7,6 +7,9 @@ package deployments_test
 //     "kubectl kustomize" runs), and every rendered object decodes strictly
 //     into its k8s.io/api type: an unknown kind, an unknown field or a value
 //     of the wrong type fails; the Kubernetes checks read these objects;
+//   - docker-compose.yml loads with compose-go, the loader of "docker
+//     compose", which validates it against the compose-spec schema and
+//     checks its consistency; the compose checks read its services;
 //   - every command line and REVOCAST_* variable of the compose file, the
 //     Kubernetes manifests, the systemd units and their env files names a
 //     flag the real binary has (from its --flags-json);
