@@ -21,7 +21,14 @@ package deployments_test
 //     mounted paths mapped to the files here (nothing is started);
 //   - the Dockerfile pins its base images by digest, copies only paths that
 //     exist, covers every package the programs are built from, builds static
-//     binaries and runs as non-root.
+//     binaries and runs as non-root;
+//   - local-cluster.sh (the only thing started) forms a cluster of three.
+//
+// Kustomize, the schema check and the compose loader are the real libraries
+// (sigs.k8s.io/kustomize/api, k8s.io/api, compose-go), imported by these
+// tests alone: they run on a fresh machine with only Go, without kubectl,
+// Docker or systemd. Which URL reaches which process (DNS, Services and
+// their selectors, ports) is not emulated here; a real deployment tells.
 //
 // This file holds what the targets share: YAML loading, the binaries' flags
 // (from --flags-json), invocations (a binary as a manifest runs it) and
