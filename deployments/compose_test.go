@@ -1,8 +1,7 @@
 package deployments_test
 
 import (
-	"fmt"
-	"maps"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,93 +9,54 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
-// stringList is a compose command or entrypoint: a list, or a string split
-// into words.
-type stringList []string
+// ---------------------------------------------------------------------------
+// docker-compose.yml, loaded by compose-go
+// ---------------------------------------------------------------------------
 
-func (s *stringList) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		if strings.ContainsAny(n.Value, `"'\$`) {
-			return fmt.Errorf("line %d: write %q as a list: this test does not do shell quoting", n.Line, n.Value)
-		}
-		*s = strings.Fields(n.Value)
-		return nil
+// loadComposeProject loads compose files as "docker compose" does, with
+// compose-go: validated against the compose-spec schema, checked for
+// consistency (e.g. every named volume a service mounts is declared),
+// merged (YAML anchors, "<<"), normalized, relative paths resolved against
+// dir. Variables are interpolated from env alone, not from this process's
+// environment.
+func loadComposeProject(dir string, env map[string]string, files ...types.ConfigFile) (*types.Project, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
 	}
-	var l []string
-	if err := n.Decode(&l); err != nil {
-		return err
-	}
-	*s = l
-	return nil
+	return loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  abs,
+		ConfigFiles: files,
+		Environment: env,
+	})
 }
 
-// envMap is a compose environment: a mapping or a list of NAME=VALUE.
-type envMap map[string]string
-
-func (e *envMap) UnmarshalYAML(n *yaml.Node) error {
-	m := map[string]string{}
-	if n.Kind == yaml.SequenceNode {
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		for _, kv := range l {
-			k, v, _ := strings.Cut(kv, "=")
-			m[k] = v
-		}
-	} else if err := n.Decode(&m); err != nil {
-		return err
-	}
-	*e = m
-	return nil
-}
-
-type composeFile struct {
-	Name     string                    `yaml:"name"`
-	Services map[string]composeService `yaml:"services"`
-	Volumes  map[string]any            `yaml:"volumes"`
-}
-
-type composeService struct {
-	Image string `yaml:"image"`
-	Build struct {
-		Context    string `yaml:"context"`
-		Dockerfile string `yaml:"dockerfile"`
-	} `yaml:"build"`
-	Entrypoint  stringList `yaml:"entrypoint"`
-	Command     stringList `yaml:"command"`
-	Environment envMap     `yaml:"environment"`
-	Volumes     []string   `yaml:"volumes"`
-	Ports       []string   `yaml:"ports"`
-	ReadOnly    bool       `yaml:"read_only"`
-	CapDrop     []string   `yaml:"cap_drop"`
-	SecurityOpt []string   `yaml:"security_opt"`
-}
-
-func loadCompose(t *testing.T) composeFile {
+func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	docs := yamlDocs(t, "docker-compose.yml")
-	if len(docs) != 1 {
-		t.Fatalf("docker-compose.yml: %d documents, want 1", len(docs))
+	file, err := filepath.Abs("docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	var cf composeFile
-	if err := docs[0].Decode(&cf); err != nil {
+	// the file uses no variable, and names its project
+	p, err := loadComposeProject(".", map[string]string{}, types.ConfigFile{Filename: file})
+	if err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	if len(cf.Services) == 0 {
+	if len(p.Services) == 0 {
 		t.Fatal("docker-compose.yml: no services")
 	}
-	return cf
+	return p
 }
 
-func composeInvocations(t *testing.T, cf composeFile, img dockerImage) []*invocation {
+func composeInvocations(t *testing.T, p *types.Project, img dockerImage) []*invocation {
 	t.Helper()
 	var out []*invocation
-	for _, name := range sortedKeys(cf.Services) {
-		svc := cf.Services[name]
+	for _, name := range sortedKeys(p.Services) {
+		svc := p.Services[name]
 		src := "docker-compose.yml service " + name
 		if !ourImage(svc.Image) {
 			continue
@@ -117,32 +77,27 @@ func composeInvocations(t *testing.T, cf composeFile, img dockerImage) []*invoca
 			t.Errorf("%s: %v", src, err)
 			continue
 		}
-		inv := &invocation{source: src, host: name, hosts: []string{name}, prog: prog, args: args,
+		inv := &invocation{source: src, host: name, prog: prog, args: args,
 			env: map[string]string{}, files: map[string]string{}, volumes: map[string]bool{}}
 		for k, v := range img.env {
 			if _, ok := prog.envs[k]; ok {
 				inv.env[k] = v
 			}
 		}
-		maps.Copy(inv.env, svc.Environment)
-		for _, v := range svc.Volumes {
-			parts := strings.Split(v, ":")
-			if len(parts) < 2 {
-				t.Errorf("%s: volume %q: want SOURCE:TARGET[:MODE]", src, v)
-				continue
+		for k, v := range svc.Environment {
+			if v != nil { // a name alone passes the host's variable on
+				inv.env[k] = *v
 			}
-			source, target := parts[0], parts[1]
-			if strings.HasPrefix(source, ".") || strings.HasPrefix(source, "/") {
-				hostPath := filepath.Join(".", filepath.FromSlash(source)) // relative to the compose file's directory
-				if _, err := os.Stat(hostPath); err != nil {
-					t.Errorf("%s: bind mount %q: %v", src, v, err)
+		}
+		for _, v := range svc.Volumes {
+			switch v.Type {
+			case types.VolumeTypeBind: // the source is resolved against deployments/
+				if _, err := os.Stat(v.Source); err != nil {
+					t.Errorf("%s: bind mount of %s: %v", src, v.Target, err)
 				}
-				inv.files[target] = hostPath
-			} else {
-				if _, ok := cf.Volumes[source]; !ok {
-					t.Errorf("%s: volume %q is not declared under volumes:", src, source)
-				}
-				inv.volumes[target] = true
+				inv.files[v.Target] = v.Source
+			case types.VolumeTypeVolume: // compose-go checks that it is declared
+				inv.volumes[v.Target] = true
 			}
 		}
 		inv.parse(t)
@@ -151,17 +106,13 @@ func composeInvocations(t *testing.T, cf composeFile, img dockerImage) []*invoca
 	return out
 }
 
-// ---------------------------------------------------------------------------
-// docker-compose.yml
-// ---------------------------------------------------------------------------
-
 // TestComposeFile checks the compose file without running it: flags and
 // variables exist, the cluster is consistent, ports are published on
 // loopback only, the image is built from this repository.
 func TestComposeFile(t *testing.T) {
-	cf := loadCompose(t)
+	p := loadCompose(t)
 	img := imageDefaults(t)
-	invs := composeInvocations(t, cf, img)
+	invs := composeInvocations(t, p, img)
 	brs := byProgram(invs, "broadcaster")
 	if len(brs) != 3 {
 		t.Fatalf("docker-compose.yml: %d broadcasters, want 3", len(brs))
@@ -186,27 +137,27 @@ func TestComposeFile(t *testing.T) {
 		if _, ok := inv.value("api-keys"); !ok {
 			t.Errorf("%s: no --api-keys: a broadcaster beyond loopback needs credentials", inv.source)
 		}
-		for _, v := range cf.Services[inv.host].Volumes {
-			if src, target, _ := strings.Cut(v, ":"); strings.HasPrefix(target, "/data") {
-				if dataVolumes[src] {
-					t.Errorf("%s: volume %s is shared with another node", inv.source, src)
+		for _, v := range p.Services[inv.host].Volumes {
+			if v.Type == types.VolumeTypeVolume && strings.HasPrefix(v.Target, "/data") {
+				if dataVolumes[v.Source] {
+					t.Errorf("%s: volume %s is shared with another node", inv.source, v.Source)
 				}
-				dataVolumes[src] = true
+				dataVolumes[v.Source] = true
 			}
 		}
 	}
-	for _, name := range sortedKeys(cf.Services) {
-		svc := cf.Services[name]
-		for _, p := range svc.Ports {
-			if !strings.HasPrefix(p, "127.0.0.1:") {
-				t.Errorf("docker-compose.yml service %s: port %q is published beyond the host's loopback", name, p)
+	for _, name := range sortedKeys(p.Services) {
+		svc := p.Services[name]
+		for _, port := range svc.Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("docker-compose.yml service %s: port %d is published beyond the host's loopback (host_ip %q)", name, port.Target, port.HostIP)
 			}
-			if strings.HasSuffix(p, ":6222") {
+			if port.Target == 6222 {
 				t.Errorf("docker-compose.yml service %s: the route port is published: keep it on the compose network", name)
 			}
 		}
 		if ourImage(svc.Image) {
-			if svc.Build.Context != "" {
+			if svc.Build != nil {
 				if _, err := os.Stat(filepath.Join(svc.Build.Context, filepath.FromSlash(svc.Build.Dockerfile))); err != nil {
 					t.Errorf("docker-compose.yml service %s: build: %v", name, err)
 				}
@@ -216,10 +167,8 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	// the routes: every peer, on its cluster port, and the agents' URLs: a
-	// broadcaster's HTTP port (resolving does the checking)
-	w := &world{t: t, invs: invs}
-	w.check()
+	checkInvocations(t, invs) // mounted paths, --data, --check-config
+	// the routes: every peer
 	for _, inv := range brs {
 		routes, _ := inv.value("routes")
 		for _, peer := range brs {
@@ -227,5 +176,45 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s: --routes %s misses %s", inv.source, routes, peer.host)
 			}
 		}
+	}
+}
+
+// TestComposeLoaderRefuses feeds compose files to the same loader as
+// docker-compose.yml's: compose-go refuses what the compose-spec schema or
+// its consistency checks refuse.
+func TestComposeLoaderRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, service string
+		wantErr       []string // substrings of the error; none: accepted
+	}{
+		{name: "valid", service: "    command: [--addr=0.0.0.0:8080]\n    volumes: [data:/data]\n"},
+		{name: "unknown service key", service: "    comand: [--addr=0.0.0.0:8080]\n",
+			wantErr: []string{"services.app", "comand"}},
+		{name: "mistyped value", service: "    read_only: maybe\n",
+			wantErr: []string{"services.app.read_only", "boolean"}},
+		{name: "undeclared volume", service: "    volumes: [undeclared:/data]\n",
+			wantErr: []string{"app", "undefined volume", "undeclared"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			content := "name: invalid\nservices:\n  app:\n    image: revocast:dev\n" + tc.service + "volumes:\n  data:\n"
+			p, err := loadComposeProject(t.TempDir(), map[string]string{}, types.ConfigFile{Filename: "compose.yml", Content: []byte(content)})
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if svc, ok := p.Services["app"]; !ok || !slices.Equal(svc.Command, types.ShellCommand{"--addr=0.0.0.0:8080"}) {
+					t.Errorf("loaded %+v, want the service app and its command", p.Services)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted:\n%s", content)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
 	}
 }

@@ -3,19 +3,32 @@ package deployments_test
 // What can be checked here without Docker, Kubernetes or systemd running:
 //
 //   - every YAML file parses (every document of it);
+//   - deployments/kubernetes renders with the kustomize library (krusty, what
+//     "kubectl kustomize" runs), and every rendered object decodes strictly
+//     into its k8s.io/api type: an unknown kind, an unknown field or a value
+//     of the wrong type fails; the Kubernetes checks read these objects;
+//   - docker-compose.yml loads with compose-go, the loader of "docker
+//     compose", which validates it against the compose-spec schema and
+//     checks its consistency; the compose checks read its services;
 //   - every command line and REVOCAST_* variable of the compose file, the
 //     Kubernetes manifests, the systemd units and their env files names a
 //     flag the real binary has (from its --flags-json);
-//   - every URL they connect to names a process of the same deployment (a
-//     compose service, a pod, a Service selecting one) listening on that
-//     port, every file they read is mounted and exists, --data is on a
+//   - every address they listen on is host:port on all interfaces or on
+//     loopback, every file they read is mounted and exists, --data is on a
 //     persistent volume;
 //   - the binaries accept each process's configuration: "<binary>
 //     --check-config" with its command line and variables as written, only
 //     mounted paths mapped to the files here (nothing is started);
 //   - the Dockerfile pins its base images by digest, copies only paths that
 //     exist, covers every package the programs are built from, builds static
-//     binaries and runs as non-root.
+//     binaries and runs as non-root;
+//   - local-cluster.sh (the only thing started) forms a cluster of three.
+//
+// Kustomize, the schema check and the compose loader are the real libraries
+// (sigs.k8s.io/kustomize/api, k8s.io/api, compose-go), imported by these
+// tests alone: they run on a fresh machine with only Go, without kubectl,
+// Docker or systemd. Which URL reaches which process (DNS, Services and
+// their selectors, ports) is not emulated here; a real deployment tells.
 //
 // This file holds what the targets share: YAML loading, the binaries' flags
 // (from --flags-json), invocations (a binary as a manifest runs it) and
@@ -34,11 +47,9 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -336,13 +347,10 @@ func sortedKeys[V any](m map[string]V) []string {
 // ---------------------------------------------------------------------------
 
 // invocation is one process a manifest describes: its command line and
-// environment as written, and how its paths and host names map to this
-// machine.
+// environment as written, and how its paths map to this machine.
 type invocation struct {
 	source string // for messages: "docker-compose.yml service revocast-1"
-	host   string // compose service or pod name
-	hosts  []string
-	labels map[string]string
+	host   string // compose service, pod or unit name
 	prog   *program
 	args   []string
 	env    map[string]string
@@ -350,14 +358,11 @@ type invocation struct {
 	files map[string]string
 	// volumes are container paths backed by a persistent volume.
 	volumes map[string]bool
-	// namedPorts: container port names (Kubernetes) → numbers.
-	namedPorts map[string]int
-	// probes: the kubelet's HTTP probes of the container (Kubernetes), path
-	// → port (a number or a name)
-	probes map[string]string
+	// probePaths: the paths of the kubelet's HTTP probes of the container
+	// (Kubernetes)
+	probePaths []string
 
 	settings []setting
-	listen   map[int]bool // container ports it listens on
 	// checkArgs and checkEnv are the settings with paths mapped to files
 	// here, for --check-config
 	checkArgs []string
@@ -411,6 +416,7 @@ func ourImage(ref string) bool {
 
 // programOf maps an entrypoint to the program it runs.
 func programOf(t *testing.T, img dockerImage, entrypoint string) (*program, error) {
+	t.Helper()
 	if entrypoint == "" {
 		entrypoint = img.entrypoint
 	}
@@ -421,167 +427,64 @@ func programOf(t *testing.T, img dockerImage, entrypoint string) (*program, erro
 }
 
 // ---------------------------------------------------------------------------
-// Checking a deployment
+// Checking a deployment's processes
 // ---------------------------------------------------------------------------
 
-// world is one deployment's processes and Services, to check statically:
-// every URL a process connects to names a process (or a Service selecting
-// one) listening on that port, every file it reads is mounted and exists
-// here, --data is on a persistent volume, and the binary accepts the
-// configuration (--check-config), with only mounted paths mapped to files
-// here. Nothing is started.
-type world struct {
-	t        *testing.T
-	invs     []*invocation
-	services []k8sService // Kubernetes Services; compose services are invocations' hosts
-}
+var listenFlags = map[string]bool{"addr": true, "cluster-addr": true}
 
-type k8sService struct {
-	name     string
-	selector map[string]string
-	ports    []servicePort
-}
-
-var k8sSvcSuffix = regexp.MustCompile(`\.[a-z0-9-]+\.svc(\.cluster\.local)?$`)
-
-// resolve reports whether host:port reaches a process of the deployment:
-// a compose service or pod by name, or a Kubernetes Service selecting a pod
-// that listens on the target port.
-func (w *world) resolve(host string, port int) bool {
-	host = k8sSvcSuffix.ReplaceAllString(host, "")
-	for _, inv := range w.invs {
-		if slices.Contains(inv.hosts, host) {
-			return inv.listen[port]
-		}
-	}
-	for _, s := range w.services {
-		if s.name != host {
-			continue
-		}
-		for _, sp := range s.ports {
-			if sp.Port != port {
-				continue
-			}
-			for _, inv := range w.invs {
-				if !selects(s.selector, inv.labels) {
-					continue
-				}
-				target := sp.TargetPort
-				if target == "" {
-					target = strconv.Itoa(sp.Port)
-				}
-				cp, err := strconv.Atoi(target)
-				if err != nil {
-					cp = inv.namedPorts[target]
-				}
-				if inv.listen[cp] {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-var (
-	listenFlags = map[string]bool{"addr": true, "cluster-addr": true}
-	// flags whose URLs the program connects to (--issuer and --audience are
-	// names, not addresses)
-	connectFlags = map[string]bool{"broadcaster": true, "routes": true, "nats-url": true, "jwks": true, "auth-jwks": true, "token-jwks": true}
-)
-
-// check reads each invocation's listen ports, checks the addresses it
-// connects to and the paths it reads, and runs the binary's own validation
-// on the configuration.
-func (w *world) check() {
-	t := w.t
+// checkInvocations checks each process of a deployment statically: its
+// listen addresses are host:port on all interfaces or on loopback, every
+// file it reads is mounted and exists here, --data is on a persistent
+// volume, and the binary accepts the configuration (--check-config), with
+// only mounted paths mapped to files here. Nothing is started.
+func checkInvocations(t *testing.T, invs []*invocation) {
 	t.Helper()
-	for _, inv := range w.invs {
-		inv.listen = map[int]bool{}
-		for _, s := range inv.settings {
-			if !listenFlags[s.flag.name] {
-				continue
-			}
-			host, p, err := net.SplitHostPort(s.value)
-			port, perr := strconv.Atoi(p)
-			if err != nil || perr != nil {
-				t.Errorf("%s: --%s=%s: want host:port", inv.source, s.flag.name, s.value)
-				continue
-			}
-			if !slices.Contains([]string{"", "0.0.0.0", "::", "127.0.0.1", "localhost"}, host) {
-				t.Errorf("%s: --%s=%s: listen on all interfaces or on loopback, not on a name", inv.source, s.flag.name, s.value)
-			}
-			inv.listen[port] = true
-		}
-	}
-	for _, inv := range w.invs {
+	for _, inv := range invs {
 		inv.checkArgs, inv.checkEnv = nil, map[string]string{}
 		for _, s := range inv.settings {
 			if s.fromEnv && inv.onCommandLine(s.flag.name) {
 				continue // the flag wins: the variable has no effect
 			}
-			v := w.checkValue(inv, s)
+			if listenFlags[s.flag.name] {
+				checkListen(t, inv, s)
+			}
+			v := s.value
+			if strings.HasPrefix(v, "/") {
+				items := strings.Split(v, ",")
+				for i, item := range items {
+					items[i] = mapPath(t, inv, s.flag.name, item)
+				}
+				v = strings.Join(items, ",")
+			}
 			if s.fromEnv {
 				inv.checkEnv[s.flag.env] = v
 			} else {
 				inv.checkArgs = append(inv.checkArgs, "--"+s.flag.name+"="+v)
 			}
 		}
-		w.checkConfig(inv)
+		checkConfig(t, inv)
 	}
 }
 
-// checkValue checks the addresses a flag's value connects to and the paths
-// it names, and returns the value with paths mapped to files here.
-func (w *world) checkValue(inv *invocation, s setting) string {
-	t := w.t
+// checkListen: a listen address is host:port, on all interfaces or on
+// loopback (a name would listen wherever it resolves).
+func checkListen(t *testing.T, inv *invocation, s setting) {
 	t.Helper()
-	v := s.value
-	switch {
-	case connectFlags[s.flag.name]:
-		for _, item := range strings.Split(v, ",") {
-			u, err := url.Parse(strings.TrimSpace(item))
-			if err != nil || u.Host == "" {
-				t.Errorf("%s: --%s: %q is not a URL", inv.source, s.flag.name, item)
-				continue
-			}
-			port := u.Port()
-			if port == "" {
-				port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-			}
-			n, _ := strconv.Atoi(port)
-			if !w.resolve(u.Hostname(), n) {
-				t.Errorf("%s: --%s: %s names no process of this deployment listening on port %d", inv.source, s.flag.name, item, n)
-			}
-		}
-	case strings.HasPrefix(v, "/"):
-		items := strings.Split(v, ",")
-		for i, item := range items {
-			items[i] = w.path(inv, s.flag.name, item)
-		}
-		return strings.Join(items, ",")
+	host, p, err := net.SplitHostPort(s.value)
+	if _, perr := strconv.Atoi(p); err != nil || perr != nil {
+		t.Errorf("%s: --%s=%s: want host:port", inv.source, s.flag.name, s.value)
+		return
 	}
-	return v
+	if !slices.Contains([]string{"", "0.0.0.0", "::", "127.0.0.1", "localhost"}, host) {
+		t.Errorf("%s: --%s=%s: listen on all interfaces or on loopback, not on a name", inv.source, s.flag.name, s.value)
+	}
 }
 
 // checkConfig runs "<binary> --check-config" with the invocation's
 // settings (paths mapped to files here, everything else as written, so
 // listen addresses keep their exposure) and no other REVOCAST_* variable:
 // values parse, files hold what they should, flags that go together do.
-func (w *world) checkConfig(inv *invocation) {
-	t := w.t
+func checkConfig(t *testing.T, inv *invocation) {
 	t.Helper()
 	if inv.prog.name == "embedded" {
 		return // no such mode; its flags are plain strings
@@ -601,8 +504,10 @@ func (w *world) checkConfig(inv *invocation) {
 	}
 }
 
-func (w *world) path(inv *invocation, flag, p string) string {
-	t := w.t
+// mapPath maps a path a flag names to the file here that is mounted there:
+// --data must be on a persistent volume (a fresh directory stands for it),
+// any other path must be in a mount of a file or directory that exists.
+func mapPath(t *testing.T, inv *invocation, flag, p string) string {
 	t.Helper()
 	if flag == "data" {
 		if !inv.volumes[p] {

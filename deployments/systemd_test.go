@@ -3,7 +3,6 @@ package deployments_test
 import (
 	"bytes"
 	"maps"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -123,7 +122,7 @@ func systemdInvocation(t *testing.T, unitName string, creds map[string]string) (
 		}
 		args = append(args, a)
 	}
-	inv := &invocation{source: "systemd/" + unitName, host: unitBase, hosts: []string{"localhost"}, prog: prog, args: args,
+	inv := &invocation{source: "systemd/" + unitName, host: unitBase, prog: prog, args: args,
 		env: map[string]string{}, files: map[string]string{}, volumes: map[string]bool{}}
 	if u.get("StateDirectory") != "" {
 		inv.volumes[stateDir] = true
@@ -199,19 +198,7 @@ func TestSystemdUnits(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	// the env file's example broadcaster host stands for this broadcaster
-	ag.hosts = nil
-	if u, ok := ag.value("broadcaster"); ok {
-		for _, item := range strings.Split(u, ",") {
-			pu, err := url.Parse(item)
-			if err != nil {
-				t.Fatalf("%s: --broadcaster %s: %v", ag.source, item, err)
-			}
-			br.hosts = append(br.hosts, pu.Hostname())
-		}
-	}
-	w := &world{t: t, invs: []*invocation{br, ag}}
-	w.check()
+	checkInvocations(t, []*invocation{br, ag})
 }
 
 // TestSystemdAnalyzeVerify runs systemd-analyze verify on the units, when
