@@ -60,7 +60,7 @@ func TestNewAndLongRunningAgentsAgree(t *testing.T) {
 	b := singleNode(t)
 	b.args = []string{"--expiry-grace", "10s"}
 	b.start(t)
-	b.waitReady(t, 2*time.Minute)
+	b.waitReady(t)
 	startAgent := func(name string) *testutil.Process {
 		return testutil.Start(t, "agent", "/readyz", "--broadcaster", b.url(), "--public-key", keyFile,
 			"--addr", "127.0.0.1:0", "--name", name, "--leeway", leeway.String())

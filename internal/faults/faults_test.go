@@ -25,7 +25,7 @@ func TestSingleNodeSIGKILLDuringPosts(t *testing.T) {
 	skipShort(t)
 	n := singleNode(t)
 	n.start(t)
-	n.waitReady(t, 30*time.Second)
+	n.waitReady(t)
 	a := newAgent(t, []string{n.url()})
 	p := newPoster(t, []*node{n})
 
@@ -36,22 +36,22 @@ func TestSingleNodeSIGKILLDuringPosts(t *testing.T) {
 	n.kill()
 	killedAt := len(p.ackedJTIs())
 	n.start(t)
-	n.waitReady(t, 30*time.Second)
+	n.waitReady(t)
 	waitAcked(t, p, killedAt+100)
 	stop()
 	wg.Wait()
 
 	acked := p.ackedJTIs()
-	holdsExactly(t, "agent", a, acked, 30*time.Second)
+	holdsExactly(t, "agent", a, acked)
 	fresh := newAgent(t, []string{n.url()})
-	holdsExactly(t, "fresh agent", fresh, acked, 30*time.Second)
+	holdsExactly(t, "fresh agent", fresh, acked)
 	t.Logf("single node SIGKILL: %d revocations acknowledged (%d before the kill), all held by the connected and a fresh agent; %d connection errors, %d refusals while down",
 		len(acked), killedAt, p.errors, p.refusals)
 }
 
 func waitAcked(t *testing.T, p *poster, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(hangLimit)
 	for len(p.ackedJTIs()) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d of %d revocations acknowledged after 60s", len(p.ackedJTIs()), n)
@@ -106,7 +106,7 @@ func TestClusterKillLeaderWhilePosting(t *testing.T) {
 	dead.kill()
 	before := len(p.ackedJTIs())
 	// failover: until a revocation posted after the kill is acknowledged
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(hangLimit)
 	var failover time.Duration
 	for failover == 0 {
 		p.mu.Lock()
@@ -117,7 +117,7 @@ func TestClusterKillLeaderWhilePosting(t *testing.T) {
 		}
 		p.mu.Unlock()
 		if time.Now().After(deadline) {
-			t.Fatal("no write acknowledged within 60s of killing the leader")
+			t.Fatalf("no write acknowledged within %v of killing the leader", hangLimit)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 	}
@@ -127,7 +127,7 @@ func TestClusterKillLeaderWhilePosting(t *testing.T) {
 
 	acked := p.ackedJTIs()
 	for i, a := range agents {
-		holdsExactly(t, "agent "+string(rune('A'+i)), a, acked, 30*time.Second)
+		holdsExactly(t, "agent "+string(rune('A'+i)), a, acked)
 	}
 	t.Logf("leader %s killed with %d agents on it; failover (kill to the first acknowledged write) %v; "+
 		"%d revocations acknowledged, %d refusals (503) and %d connection errors meanwhile; all %d agents hold exactly the acknowledged revocations",
@@ -135,9 +135,9 @@ func TestClusterKillLeaderWhilePosting(t *testing.T) {
 
 	// the killed node comes back and catches up
 	dead.start(t)
-	dead.waitReady(t, 60*time.Second)
+	dead.waitReady(t)
 	back := newAgent(t, []string{dead.url()})
-	holdsExactly(t, "agent on the restarted node", back, acked, 30*time.Second)
+	holdsExactly(t, "agent on the restarted node", back, acked)
 }
 
 // TestClusterRollingRestart restarts the three nodes one after the other
@@ -158,14 +158,14 @@ func TestClusterRollingRestart(t *testing.T) {
 			t.Errorf("%s did not stop cleanly on SIGTERM: %v", n.name, err)
 		}
 		n.start(t)
-		n.waitReady(t, 60*time.Second)
+		n.waitReady(t)
 		waitAcked(t, p, len(p.ackedJTIs())+20)
 	}
 	stop()
 	wg.Wait()
 	acked := p.ackedJTIs()
 	for i, a := range agents {
-		holdsExactly(t, "agent "+string(rune('A'+i)), a, acked, 30*time.Second)
+		holdsExactly(t, "agent "+string(rune('A'+i)), a, acked)
 	}
 	t.Logf("rolling restart of 3 nodes: %d revocations acknowledged, all held by %d agents; %d refusals, %d connection errors",
 		len(acked), len(agents), p.refusals, p.errors)
@@ -183,15 +183,13 @@ func TestClusterMinorityStopsAcknowledging(t *testing.T) {
 	nodes[1].kill()
 	nodes[2].kill()
 
-	api := apiClient(t, survivor.url(), "", client.WithRequestTimeout(20*time.Second))
+	// a write that hangs instead of being refused ends at the client's
+	// timeout, as a connection error
+	api := apiClient(t, survivor.url(), "", client.WithRequestTimeout(hangLimit))
 	// postOnce posts the same write, once (the client does not retry); a
 	// connection error fails the test.
 	postOnce := func() error {
-		start := time.Now()
 		_, err := api.Revoke(t.Context(), events.Revocation{JTI: "minority"}, client.WriteOptions{IdempotencyKey: "minority-1"})
-		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("a write to the minority took %v: it must not hang", d)
-		}
 		var apiErr *client.Error
 		if err != nil && !errors.As(err, &apiErr) {
 			t.Fatal(err)
@@ -208,9 +206,9 @@ func TestClusterMinorityStopsAcknowledging(t *testing.T) {
 	nodes[1].start(t)
 	nodes[2].start(t)
 	for _, n := range nodes {
-		n.waitReady(t, 60*time.Second)
+		n.waitReady(t)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(hangLimit)
 	for {
 		err := postOnce()
 		if err == nil {
@@ -221,7 +219,7 @@ func TestClusterMinorityStopsAcknowledging(t *testing.T) {
 		}
 	}
 	a := newAgent(t, urls(nodes))
-	holdsExactly(t, "agent", a, []string{"minority"}, 30*time.Second)
+	holdsExactly(t, "agent", a, []string{"minority"})
 }
 
 // TestWipedDataDirNewEpoch: a single node's data directory is wiped and it
@@ -231,25 +229,25 @@ func TestWipedDataDirNewEpoch(t *testing.T) {
 	skipShort(t)
 	n := singleNode(t)
 	n.start(t)
-	n.waitReady(t, 30*time.Second)
+	n.waitReady(t)
 	a := newAgent(t, []string{n.url()})
 	p := newPoster(t, []*node{n})
 	for i := range 20 {
 		p.post(context.Background(), "old-"+strconv.Itoa(i), 0)
 	}
-	holdsExactly(t, "agent before the wipe", a, p.ackedJTIs(), 20*time.Second)
+	holdsExactly(t, "agent before the wipe", a, p.ackedJTIs())
 
 	n.kill()
 	if err := os.RemoveAll(n.data); err != nil {
 		t.Fatal(err)
 	}
 	n.start(t)
-	n.waitReady(t, 30*time.Second)
+	n.waitReady(t)
 	q := newPoster(t, []*node{n})
 	for i := range 5 {
 		q.post(context.Background(), "new-"+strconv.Itoa(i), 0)
 	}
-	holdsExactly(t, "agent after the wipe", a, q.ackedJTIs(), 30*time.Second)
+	holdsExactly(t, "agent after the wipe", a, q.ackedJTIs())
 	if st := a.Stats(); st.Resets == 0 {
 		t.Fatalf("the agent was not told to reset: %+v", st)
 	}

@@ -178,7 +178,7 @@ func TestClusterCutOffNodeStopsHeartbeats(t *testing.T) {
 				n.start(t)
 			}
 			for _, n := range others {
-				n.waitReady(t, 2*time.Minute)
+				n.waitReady(t)
 			}
 			waitPings("peers back", back)
 		})

@@ -46,7 +46,7 @@ func TestREADMEThreeNodes(t *testing.T) {
 		procs = append(procs, testutil.Start(t, "broadcaster", "", strings.Fields(fix(args))...))
 	}
 	for _, p := range procs {
-		p.WaitReady(60*time.Second, "/readyz")
+		p.WaitReady(hangLimit, "/readyz")
 	}
 
 	if _, err := exec.LookPath("curl"); err != nil {

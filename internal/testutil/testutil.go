@@ -181,7 +181,7 @@ func Start(t testing.TB, name string, readyPath string, args ...string) *Process
 		t.Fatalf("%s not listening after 60s\n%s", name, p.Logs())
 	}
 	if readyPath != "" {
-		p.WaitReady(60*time.Second, readyPath)
+		p.WaitReady(3*time.Minute, readyPath) // a hang limit: a loaded machine is slow, not wrong
 	}
 	return p
 }
