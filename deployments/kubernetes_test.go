@@ -116,9 +116,18 @@ func loadKubernetes(t *testing.T) *k8sManifests {
 		t.Fatalf("kustomize build %s: the k8s.io/api types refuse:\n%v", k8sDir, err)
 	}
 	m := &k8sManifests{objects: objs, secrets: map[string]map[string]string{}, configMaps: map[string]map[string]string{}}
-	write := func(into map[string]map[string]string, name string, data map[string][]byte) {
+	// write puts an object's data (binary and string) in files of a
+	// directory of its own
+	write := func(into map[string]map[string]string, name string, binary map[string][]byte, text map[string]string) {
 		dir := t.TempDir()
 		files := map[string]string{}
+		data := maps.Clone(binary)
+		if data == nil {
+			data = map[string][]byte{}
+		}
+		for k, v := range text {
+			data[k] = []byte(v)
+		}
 		for k, v := range data {
 			p := filepath.Join(dir, k)
 			if err := os.WriteFile(p, v, 0o600); err != nil {
@@ -129,20 +138,10 @@ func loadKubernetes(t *testing.T) *k8sManifests {
 		into[name] = files
 	}
 	for _, s := range kindOf[*corev1.Secret](m) {
-		data := map[string][]byte{}
-		maps.Copy(data, s.Data)
-		for k, v := range s.StringData {
-			data[k] = []byte(v)
-		}
-		write(m.secrets, s.Name, data)
+		write(m.secrets, s.Name, s.Data, s.StringData)
 	}
 	for _, c := range kindOf[*corev1.ConfigMap](m) {
-		data := map[string][]byte{}
-		maps.Copy(data, c.BinaryData)
-		for k, v := range c.Data {
-			data[k] = []byte(v)
-		}
-		write(m.configMaps, c.Name, data)
+		write(m.configMaps, c.Name, c.BinaryData, c.Data)
 	}
 	return m
 }
