@@ -110,7 +110,7 @@ func TestLocalClusterScript(t *testing.T) {
 	urls := make([]string, 3)
 	for i, p := range httpPorts {
 		urls[i] = "http://127.0.0.1:" + p
-		deadline := time.Now().Add(90 * time.Second) // includes go build
+		deadline := time.Now().Add(testutil.HangLimit) // includes go build
 		for {
 			resp, err := httpClient.Get(urls[i] + "/readyz")
 			if err == nil {
@@ -125,7 +125,7 @@ func TestLocalClusterScript(t *testing.T) {
 			default:
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s/readyz: not ready", urls[i])
+				t.Fatalf("%s/readyz: not ready after %v", urls[i], testutil.HangLimit)
 			}
 			time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
 		}
@@ -143,8 +143,8 @@ func TestLocalClusterScript(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 			t.Errorf("local-cluster.sh after SIGINT: %v, want exit status 130", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("local-cluster.sh still runs 30s after SIGINT")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("local-cluster.sh still runs %v after SIGINT", testutil.HangLimit)
 	}
 	for _, u := range urls {
 		if resp, err := httpClient.Get(u + "/healthz"); err == nil {
@@ -165,7 +165,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
+var httpClient = &http.Client{Timeout: testutil.HangLimit}
 
 // get fetches url, failing the test if it cannot.
 func get(t *testing.T, url string) (int, []byte) {
@@ -189,7 +189,7 @@ func checkLeader(t *testing.T, urls, names []string) {
 	t.Helper()
 	leaders := map[string]bool{}
 	for i, u := range urls {
-		deadline := time.Now().Add(15 * time.Second)
+		deadline := time.Now().Add(testutil.HangLimit)
 		for {
 			status, body := get(t, u+"/readyz?leader")
 			var r struct {
@@ -205,7 +205,7 @@ func checkLeader(t *testing.T, urls, names []string) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s/readyz?leader: %d %s", u, status, body)
+				t.Fatalf("%s/readyz?leader after %v: %d %s", u, testutil.HangLimit, status, body)
 			}
 			time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 		}

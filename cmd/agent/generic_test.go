@@ -40,7 +40,7 @@ func TestGenericAuthErrors(t *testing.T) {
 				t.Fatalf("revoke: %v %v", resp, err)
 			}
 			resp.Body.Close()
-			testutil.Eventually(t, time.Minute, "the revocation to reach the agent", func() bool {
+			testutil.Eventually(t, testutil.HangLimit, "the revocation to reach the agent", func() bool {
 				code, _ := get(t, ag.URL+"/auth", revoked)
 				return code == http.StatusUnauthorized
 			})

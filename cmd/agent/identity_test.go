@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -66,7 +65,7 @@ func TestSidecarRefusesIdentityHeadersCannotCarry(t *testing.T) {
 	revoke(t, b.URL, `{"sub":"mallory","ban":true,"reason":"test"}`)
 	revoke(t, b.URL, `{"iss":"`+issuer+`","sub":"alice","ban":true,"reason":"test"}`)
 	banned := token(t, "mallory", "id-banned", nil)
-	testutil.Eventually(t, time.Minute, "the ban to reach the sidecar", func() bool { c, _ := get(t, ag.URL+"/auth", banned); return c == 401 })
+	testutil.Eventually(t, testutil.HangLimit, "the ban to reach the sidecar", func() bool { c, _ := get(t, ag.URL+"/auth", banned); return c == 401 })
 	if c, _ := get(t, ag.URL+"/auth", token(t, "alice", "id-alice", nil)); c != 401 {
 		t.Fatalf("alice at %s: %d, want 401 (banned)", issuer, c)
 	}

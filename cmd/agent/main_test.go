@@ -225,7 +225,7 @@ func TestRunFromEnv(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, e, io.Discard, logs) }()
 	var addr string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testutil.HangLimit)
 	for addr == "" {
 		sc := bufio.NewScanner(strings.NewReader(logs.String()))
 		for sc.Scan() {
@@ -235,7 +235,7 @@ func TestRunFromEnv(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no 'agent listening' in the log:\n%s", logs.String())
+			t.Fatalf("no 'agent listening' in the log after %v:\n%s", testutil.HangLimit, logs.String())
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition inside a deadline
 	}
@@ -259,15 +259,15 @@ func TestRunFromEnv(t *testing.T) {
 		if err != nil {
 			t.Fatalf("run: %v", err)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after cancel")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("run did not return within %v of cancel", testutil.HangLimit)
 	}
 	if !strings.Contains(logs.String(), "agent stopped") {
 		t.Fatalf("no clean stop in the log:\n%s", logs.String())
 	}
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
+var client = &http.Client{Timeout: testutil.HangLimit}
 
 // get sends GET with an optional bearer token and returns status and
 // response.
@@ -353,7 +353,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 	}
 	r.Body.Close()
 	acked := time.Now()
-	testutil.Eventually(t, time.Minute, "/auth to deny the revoked token", func() bool { c, _ := get(t, ag.URL+"/auth", tok); return c == 401 })
+	testutil.Eventually(t, testutil.HangLimit, "/auth to deny the revoked token", func() bool { c, _ := get(t, ag.URL+"/auth", tok); return c == 401 })
 	t.Logf("sidecar: POST acknowledged → /auth 401 within %v", time.Since(acked))
 	code, resp = get(t, ag.URL+"/auth", tok)
 	if code != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error_description="the token has been revoked"`) {
@@ -375,7 +375,7 @@ func TestSidecarEndToEnd(t *testing.T) {
 
 	// Broadcaster down longer than max-staleness: 503 everywhere.
 	b.Kill()
-	testutil.Eventually(t, time.Minute, "/auth to answer 503", func() bool { c, _ := get(t, ag.URL+"/auth", other); return c == 503 })
+	testutil.Eventually(t, testutil.HangLimit, "/auth to answer 503", func() bool { c, _ := get(t, ag.URL+"/auth", other); return c == 503 })
 	if status, body := introspect(t, ag.URL, other); status != 503 || body["error"] != "temporarily_unavailable" {
 		t.Fatalf("introspect while stale: %d %v", status, body)
 	}
@@ -387,14 +387,14 @@ func TestSidecarEndToEnd(t *testing.T) {
 	}
 	// Back: fresh again, the revocation still denied.
 	testutil.Start(t, "broadcaster", "/readyz", bArgs...)
-	ag.WaitReady(15*time.Second, "/readyz")
+	ag.WaitReady(testutil.HangLimit, "/readyz")
 	if code, _ := get(t, ag.URL+"/auth", other); code != 200 {
 		t.Fatalf("/auth after recovery: %d", code)
 	}
 	if code, _ := get(t, ag.URL+"/auth", tok); code != 401 {
 		t.Fatalf("/auth revoked after recovery: %d", code)
 	}
-	if err := ag.Stop(10 * time.Second); err != nil {
+	if err := ag.Stop(testutil.HangLimit); err != nil {
 		t.Fatalf("graceful stop: %v\n%s", err, ag.Logs())
 	}
 	if !strings.Contains(ag.Logs(), `"msg":"agent stopped"`) {

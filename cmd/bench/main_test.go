@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -32,11 +33,11 @@ func TestSmoke(t *testing.T) {
 	cfg.Batch, cfg.Batches, cfg.Inflight = 500, 4, 2
 	cfg.State = 2000
 	cfg.Settle = 100 * time.Millisecond
-	cfg.Timeout = time.Minute
+	cfg.Timeout = testutil.HangLimit // each phase's: a hang limit, not a speed
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testutil.HangLimit)
 	defer cancel()
 	var out bytes.Buffer
 	res, err := run(ctx, cfg, &out)

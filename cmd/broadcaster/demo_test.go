@@ -117,7 +117,7 @@ func TestBinaryRefusesDemoCredentialsBeyondLoopback(t *testing.T) {
 				p := testutil.Start(t, "broadcaster", "", args...)
 				if tc.want != "" {
 					// the warning follows the "listening" line Start waits for
-					testutil.Eventually(t, time.Minute, "the log line "+tc.want, func() bool { return strings.Contains(p.Logs(), tc.want) })
+					testutil.Eventually(t, testutil.HangLimit, "the log line "+tc.want, func() bool { return strings.Contains(p.Logs(), tc.want) })
 				}
 				return
 			}

@@ -106,7 +106,7 @@ func (o *operatorSetup) jwt(t *testing.T, sub, jti string, ttl time.Duration) st
 // post posts a revocation with cred and returns the status and the key.
 func (o *operatorSetup) post(t *testing.T, cred, body string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", o.base+"/v1/revocations", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -139,7 +139,7 @@ func TestRevokedOperatorsLoseTheirRights(t *testing.T) {
 		t.Fatalf("ban: %d", code)
 	}
 	for _, tok := range []string{mal, malOther} {
-		testutil.Eventually(t, time.Minute, "the banned operator's JWT refused", func() bool {
+		testutil.Eventually(t, testutil.HangLimit, "the banned operator's JWT refused", func() bool {
 			c, _ := o.post(t, tok, `{"sub":"victim"}`)
 			return c == http.StatusUnauthorized
 		})
@@ -155,7 +155,7 @@ func TestRevokedOperatorsLoseTheirRights(t *testing.T) {
 	if code, _ := o.post(t, ann, `{"jti":"bob-1"}`); code != http.StatusCreated {
 		t.Fatalf("jti revocation: %d", code)
 	}
-	testutil.Eventually(t, time.Minute, "the revoked JWT refused", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the revoked JWT refused", func() bool {
 		c, _ := o.post(t, bob, `{"sub":"x"}`)
 		return c == http.StatusUnauthorized
 	})
@@ -169,7 +169,7 @@ func TestRevokedOperatorsLoseTheirRights(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("kid revocation: %d", code)
 	}
-	testutil.Eventually(t, time.Minute, "JWTs of the retired key refused", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "JWTs of the retired key refused", func() bool {
 		c, _ := o.post(t, ann, `{"sub":"z"}`)
 		return c == http.StatusUnauthorized
 	})
@@ -179,7 +179,7 @@ func TestRevokedOperatorsLoseTheirRights(t *testing.T) {
 	if got := statusWith(t, "DELETE", o.base+"/v1/revocations/"+kidKey, "", o.adminKey); got != http.StatusOK {
 		t.Fatalf("the admin API key could not lift: %d", got)
 	}
-	testutil.Eventually(t, time.Minute, "JWTs of the key accepted after the lift", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "JWTs of the key accepted after the lift", func() bool {
 		c, _ := o.post(t, ann, `{"sub":"after-lift"}`)
 		return c == http.StatusCreated
 	})
@@ -219,8 +219,8 @@ func TestOperatorStreamEnds(t *testing.T) {
 		}
 		select {
 		case <-ended: //nolint:errcheck // only the end matters
-		case <-time.After(time.Minute):
-			t.Fatal("the stream of a banned operator is still open after a minute")
+		case <-time.After(testutil.HangLimit):
+			t.Fatalf("the stream of a banned operator is still open after %v", testutil.HangLimit)
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
@@ -232,8 +232,8 @@ func TestOperatorStreamEnds(t *testing.T) {
 			if time.Now().Before(exp.Truncate(time.Second)) {
 				t.Fatal("the stream ended before the JWT expired")
 			}
-		case <-time.After(time.Minute):
-			t.Fatal("the stream of an expired operator JWT is still open after a minute")
+		case <-time.After(testutil.HangLimit):
+			t.Fatalf("the stream of an expired operator JWT is still open after %v", testutil.HangLimit)
 		}
 	})
 	t.Run("API key streams go on", func(t *testing.T) {
@@ -262,7 +262,7 @@ func TestAPIKeyFileReload(t *testing.T) {
 	// give the watcher time to see the broken file; the keys stay
 	newKey, _ := auth.GenerateKey()
 	o.writeKeys(t, auth.KeyLine("admin", auth.RoleRevoker, o.adminKey), auth.KeyLine("newcomer", auth.RoleReader, newKey))
-	testutil.Eventually(t, time.Minute, "the withdrawn key refused", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the withdrawn key refused", func() bool {
 		return statusWith(t, "GET", o.base+"/v1/revocations", "", o.readerKey) == http.StatusUnauthorized
 	})
 	if got := statusWith(t, "GET", o.base+"/v1/revocations", "", newKey); got != http.StatusOK {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // TestOperatorJWTRoleMatrix: a broadcaster configured from flags with an
@@ -127,7 +128,7 @@ func TestOperatorJWTRoleMatrix(t *testing.T) {
 
 func statusWith(t *testing.T, method, url, body, cred string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if body != "" {

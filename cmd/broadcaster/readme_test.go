@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/revocast/revocast/internal/envflag"
 	"github.com/revocast/revocast/internal/testutil"
@@ -34,17 +32,15 @@ func TestREADMECurlExamples(t *testing.T) {
 	} {
 		for _, block := range testutil.ShBlocks(testutil.DocSection(t, s.file, s.heading)) {
 			script := strings.ReplaceAll(block, "localhost:8080", host)
-			// a followed stream never ends by itself: stop it after 2s
-			script = strings.ReplaceAll(script, "curl -N", "timeout 2 curl -N")
+			// a followed stream never ends by itself: follow it up to its
+			// synced event, however long that takes, then stop it
+			script = strings.ReplaceAll(script, "curl -N", "untilSynced curl -N")
 			t.Run(strings.SplitN(strings.TrimSpace(block), "\n", 2)[0], func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 				defer cancel()
 				// -f would hide bodies; check HTTP status via the body instead
-				cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail\n"+script)
+				cmd := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail\n"+untilSynced+script)
 				out, err := cmd.CombinedOutput()
-				if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 124 && strings.Contains(script, "timeout 2 curl -N") {
-					err = nil // the stream was still open: that is the point
-				}
 				if err != nil {
 					t.Fatalf("%v\n%s\noutput:\n%s", err, script, out)
 				}
@@ -58,6 +54,28 @@ func TestREADMECurlExamples(t *testing.T) {
 		}
 	}
 }
+
+// untilSynced runs a command that follows a stream (curl -N) until its
+// output has an "event: synced" line, then stops it and prints the output;
+// it fails if the command ends first. The test's context ends a hang.
+const untilSynced = `untilSynced() {
+	local out pid
+	out=$(mktemp)
+	"$@" >"$out" 2>&1 &
+	pid=$!
+	while ! grep -q '^event: synced' "$out"; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			grep -q '^event: synced' "$out" && break
+			cat "$out"; rm -f "$out"
+			return 1
+		fi
+		sleep 0.05
+	done
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	cat "$out"; rm -f "$out"
+}
+`
 
 // TestREADMEDocumentsEveryFlag keeps the configuration table of
 // README.md true.

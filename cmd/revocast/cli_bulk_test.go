@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 )
@@ -501,7 +502,7 @@ func TestBulkProgressLines(t *testing.T) {
 	go func() {
 		done <- cli.start(context.Background(), &stdout, &stderr, "revoke", "--jti-file", file, "--batch-size", "100", "--concurrency", "1")
 	}()
-	waitFor(t, "a progress line", 20*time.Second, func() bool { return strings.Contains(stderr.String(), "revoke: 100/300 jtis (33%)") })
+	waitFor(t, "a progress line", testutil.HangLimit, func() bool { return strings.Contains(stderr.String(), "revoke: 100/300 jtis (33%)") })
 	once.Do(func() { close(release) })
 	if r := <-done; r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/revocast/revocast/internal/testutil"
 )
@@ -51,7 +50,7 @@ func TestCLIDocExamples(t *testing.T) {
 		if strings.HasPrefix(script, "go build ") {
 			continue // the setup line: the test has put the binary on PATH
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 		cmd := exec.CommandContext(ctx, "bash", "-c", "set -eo pipefail\n"+script)
 		cmd.Dir, cmd.Env = dir, env
 		out, err := cmd.CombinedOutput()

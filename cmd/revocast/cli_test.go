@@ -22,6 +22,7 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/internal/testutil/inprocess"
 	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
@@ -73,7 +74,7 @@ type cliCmd struct {
 	env    map[string]string
 	stdin  io.Reader
 	// hang is how long one command may run before the test calls it hung
-	// (60s unless set): a bound on a hang, not on speed.
+	// (testutil.HangLimit unless set): a bound on a hang, not on speed.
 	hang time.Duration
 	// bulkHook adjusts revoke --jti-file's client.Bulk and progress display.
 	bulkHook func(*client.Bulk, *bulkProgress)
@@ -91,7 +92,7 @@ func (c *cliCmd) run(args ...string) cliRun {
 	c.t.Helper()
 	hang := c.hang
 	if hang == 0 {
-		hang = 60 * time.Second
+		hang = testutil.HangLimit
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
@@ -520,8 +521,8 @@ func startTail(t *testing.T, cli *cliCmd, args ...string) (stdout, stderr *syncB
 			cancel()
 			select {
 			case res = <-done:
-			case <-time.After(20 * time.Second):
-				t.Fatal("tail did not stop within 20s of its context ending")
+			case <-time.After(testutil.HangLimit):
+				t.Fatalf("tail did not stop within %v of its context ending", testutil.HangLimit)
 			}
 		}
 		return res
@@ -537,11 +538,11 @@ func TestCLITail(t *testing.T) {
 	before := decodeStored(t, cli.ok("revoke", "--json", "--sub", "before").stdout)
 
 	out, _, stop := startTail(t, cli)
-	waitFor(t, "synced", 20*time.Second, func() bool { return strings.Contains(out.String(), " synced head=") })
+	waitFor(t, "synced", testutil.HangLimit, func() bool { return strings.Contains(out.String(), " synced head=") })
 	rev := decodeStored(t, cli.ok("revoke", "--json", "--jti", "j-live", "--sub", "alice", "--reason", "stolen laptop").stdout)
-	waitFor(t, "the revoke line", 20*time.Second, func() bool { return strings.Contains(out.String(), "revoke key="+rev.Key) })
+	waitFor(t, "the revoke line", testutil.HangLimit, func() bool { return strings.Contains(out.String(), "revoke key="+rev.Key) })
 	cli.ok("lift", rev.Key)
-	waitFor(t, "the lift line", 20*time.Second, func() bool { return strings.Contains(out.String(), "lift key="+rev.Key) })
+	waitFor(t, "the lift line", testutil.HangLimit, func() bool { return strings.Contains(out.String(), "lift key="+rev.Key) })
 	if r := stop(); r.code != 0 {
 		t.Fatalf("tail ended with %d: %s", r.code, r.stderr)
 	}
@@ -563,7 +564,7 @@ func TestCLITail(t *testing.T) {
 
 	// --all: the whole state, then synced; --json
 	out, _, stop = startTail(t, cli, "--all", "--json")
-	waitFor(t, "synced", 20*time.Second, func() bool { return strings.Contains(out.String(), `"event":"synced"`) })
+	waitFor(t, "synced", testutil.HangLimit, func() bool { return strings.Contains(out.String(), `"event":"synced"`) })
 	stop()
 	var first struct {
 		Event, ID string
@@ -576,7 +577,7 @@ func TestCLITail(t *testing.T) {
 
 	// --from: everything after an id
 	out, _, stop = startTail(t, cli, "--from", before.ID)
-	waitFor(t, "synced", 20*time.Second, func() bool { return strings.Contains(out.String(), " synced head=") })
+	waitFor(t, "synced", testutil.HangLimit, func() bool { return strings.Contains(out.String(), " synced head=") })
 	stop()
 	// the lift replaced the revocation in the log: the replay has the lift only
 	if !strings.Contains(out.String(), "lift key="+rev.Key) || strings.Contains(out.String(), "key="+before.Key) {
@@ -605,12 +606,12 @@ func TestCLITailResumesAfterDisconnect(t *testing.T) {
 	cli := newCLI(t, base)
 	tailCLI := newCLI(t, proxy.URL)
 	out, errOut, stop := startTail(t, tailCLI)
-	waitFor(t, "synced", 20*time.Second, func() bool { return strings.Contains(out.String(), " synced head=") })
+	waitFor(t, "synced", testutil.HangLimit, func() bool { return strings.Contains(out.String(), " synced head=") })
 	head := regexp.MustCompile(`synced head=(\S+)`).FindStringSubmatch(out.String())[1]
 
 	proxy.CloseClientConnections()
 	rev := decodeStored(t, cli.ok("revoke", "--json", "--jti", "during-the-gap").stdout)
-	waitFor(t, "the revocation posted while disconnected", 20*time.Second, func() bool {
+	waitFor(t, "the revocation posted while disconnected", testutil.HangLimit, func() bool {
 		return strings.Contains(out.String(), "revoke key="+rev.Key)
 	})
 	stop()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/agent"
 )
 
@@ -25,8 +26,8 @@ func runNamedAgent(t *testing.T, base, name string) {
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case <-a.ReadyChan():
-	case <-time.After(time.Minute):
-		t.Fatal("agent not ready within a minute")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("agent not ready within %v", testutil.HangLimit)
 	}
 }
 

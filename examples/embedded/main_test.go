@@ -37,7 +37,7 @@ func TestEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 		defer cancel()
 		_ = bs.Shutdown(ctx)
 	})
@@ -74,12 +74,12 @@ func TestEmbedded(t *testing.T) {
 			if err != nil {
 				t.Errorf("run: %v", err)
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("run did not return")
+		case <-time.After(testutil.HangLimit):
+			t.Errorf("run did not return within %v", testutil.HangLimit)
 		}
 	})
 	var addr string
-	testutil.Eventually(t, time.Minute, "the example to listen", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the example to listen", func() bool {
 		sc := bufio.NewScanner(strings.NewReader(logs.String()))
 		for sc.Scan() {
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
@@ -89,7 +89,7 @@ func TestEmbedded(t *testing.T) {
 		return addr != ""
 	})
 	url := "http://" + addr
-	testutil.Eventually(t, time.Minute, "/readyz", func() bool { code, _ := get(url+"/readyz", ""); return code == 200 })
+	testutil.Eventually(t, testutil.HangLimit, "/readyz", func() bool { code, _ := get(url+"/readyz", ""); return code == 200 })
 
 	if code, body := get(url+"/orders", tok); code != 200 || body != "orders of alice\n" {
 		t.Fatalf("/orders: %d %q", code, body)
@@ -102,7 +102,7 @@ func TestEmbedded(t *testing.T) {
 		t.Fatalf("revoke: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	testutil.Eventually(t, time.Minute, "the revoked token refused", func() bool { code, _ := get(url+"/orders", tok); return code == 401 })
+	testutil.Eventually(t, testutil.HangLimit, "the revoked token refused", func() bool { code, _ := get(url+"/orders", tok); return code == 401 })
 }
 
 func get(url, tok string) (int, string) {

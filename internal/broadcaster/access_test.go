@@ -98,7 +98,7 @@ func testRoleMatrix(t *testing.T, on backend) {
 // statusOf makes a request and, for a stream, only reads the status.
 func statusOf(t *testing.T, method, u, body, key string) (int, http.Header) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
 	if body != "" {
@@ -241,7 +241,7 @@ func TestSubscriberShare(t *testing.T) {
 	}
 	// a closed stream gives its place back
 	second.resp.Body.Close()
-	testutil.Eventually(t, time.Minute, "the reader's place back", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the reader's place back", func() bool {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Authorization", "Bearer "+reader)
 		resp, err := http.DefaultClient.Do(req)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
@@ -107,11 +108,11 @@ func benchAckToReceipt(b *testing.B, n int) {
 		acked[r.Seq] = time.Now()
 		sent[r.Seq] = start
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(testutil.HangLimit)
 	for i := range counts {
 		for counts[i].Load() < int64(b.N) {
 			if time.Now().After(deadline) {
-				b.Fatalf("subscriber %d received %d of %d events within 60s", i, counts[i].Load(), b.N)
+				b.Fatalf("subscriber %d received %d of %d events within %v", i, counts[i].Load(), b.N, testutil.HangLimit)
 			}
 			time.Sleep(time.Millisecond) // polling a condition with a deadline
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // chromium finds a Chromium or Chrome binary, or skips the test (fails it
@@ -95,7 +97,7 @@ func TestBrowserOnAnotherOriginCannotWrite(t *testing.T) {
 		chromedp.NoSandbox, // containers and root
 		chromedp.Flag("disable-dev-shm-usage", true),
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	defer cancelAlloc()
@@ -103,7 +105,7 @@ func TestBrowserOnAnotherOriginCannotWrite(t *testing.T) {
 	defer cancelBrowser()
 	if err := chromedp.Do(bctx,
 		chromedp.Navigate(page.URL),
-		chromedp.Poll[chromedp.Void](`window.done === true`, chromedp.WithPollingTimeout(60*time.Second)),
+		chromedp.Poll[chromedp.Void](`window.done === true`, chromedp.WithPollingTimeout(testutil.HangLimit)),
 	); err != nil {
 		t.Fatalf("browser: %v", err)
 	}

@@ -81,17 +81,17 @@ func TestExternalNATS(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), natslog.DefaultStreamName); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, time.Minute, "a new epoch", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "a new epoch", func() bool {
 		id, a := readyHead(t, base)
 		return a.status == http.StatusOK && id.Epoch != oldEpoch
 	})
 	// the connected subscriber was cut off
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(testutil.HangLimit)
 	for open := true; open; {
 		select {
 		case _, open = <-sub.events:
 		case <-deadline:
-			t.Fatal("a subscriber of the deleted stream stayed connected")
+			t.Fatalf("a subscriber of the deleted stream stayed connected for %v", testutil.HangLimit)
 		}
 	}
 	third := post(t, base, `{"jti":"ext-3"}`)

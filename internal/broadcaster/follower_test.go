@@ -236,8 +236,8 @@ func runFollower(t *testing.T, f *follower) {
 		cancel()
 		select {
 		case <-done:
-		case <-time.After(time.Minute):
-			t.Error("the follower did not stop")
+		case <-time.After(testutil.HangLimit):
+			t.Errorf("the follower did not stop within %v", testutil.HangLimit)
 		}
 	})
 }
@@ -267,7 +267,7 @@ func TestFollowerAppliesWhatTheLogAcknowledged(t *testing.T) {
 	for i := range 5 {
 		last = publish(t, log, fmt.Sprintf("j%d", i))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	if err := f.catchUp(ctx); err != nil {
 		t.Fatalf("catchUp: %v", err)
@@ -292,13 +292,13 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 		wait func(f *follower, seq uint64) error
 	}{
 		{"catchUp", func(f *follower, _ uint64) error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 			defer cancel()
 			return f.catchUp(ctx)
 		}},
 		{"waitApplied", func(f *follower, seq uint64) error {
 			f.waitApplied(context.Background(), seq) // restarts after applyWait
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 			defer cancel()
 			return f.hub.WaitApplied(ctx, seq)
 		}},
@@ -310,14 +310,14 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 			clock := newFakeClock()
 			f.clock, f.base = clock, clock.Now()
 			runFollower(t, f)
-			testutil.Eventually(t, time.Minute, "the first consumer", func() bool { return log.follows.Load() >= 1 })
+			testutil.Eventually(t, testutil.HangLimit, "the first consumer", func() bool { return log.follows.Load() >= 1 })
 			seq := publish(t, log, "stalled")
 			done := make(chan error, 1)
 			go func() { done <- tc.wait(f, seq) }()
 			// time passes only when every timer pending has fired: the
 			// stall wait or apply wait, then the follow loop's backoff
 			var err error
-			testutil.Eventually(t, time.Minute, tc.name+" to return", func() bool {
+			testutil.Eventually(t, testutil.HangLimit, tc.name+" to return", func() bool {
 				select {
 				case err = <-done:
 					return true
@@ -405,7 +405,7 @@ func TestFollowerChecksCurrentWhileRunning(t *testing.T) {
 		}
 	}
 	runFollower(t, f)
-	testutil.Eventually(t, time.Minute, "a current check", func() bool { return checks.Load() > 0 && f.current() })
+	testutil.Eventually(t, testutil.HangLimit, "a current check", func() bool { return checks.Load() > 0 && f.current() })
 }
 
 // TestFollowerResetsOnANewEpoch: when the stream is a new instance, the
@@ -420,7 +420,7 @@ func TestFollowerResetsOnANewEpoch(t *testing.T) {
 	resets := make(chan uint64, 1)
 	f.onReset = func(epoch uint64) { resets <- epoch }
 	runFollower(t, f)
-	testutil.Eventually(t, time.Minute, "the first consumer", func() bool { return log.follows.Load() >= 1 })
+	testutil.Eventually(t, testutil.HangLimit, "the first consumer", func() bool { return log.follows.Load() >= 1 })
 
 	log.changeEpoch(42)
 	// The consumer does not end by itself: the epoch watch, on its next
@@ -436,8 +436,8 @@ func TestFollowerResetsOnANewEpoch(t *testing.T) {
 		if epoch != 42 || f.hub.Epoch() != 42 {
 			t.Fatalf("reset to %d, hub at %d, want 42", epoch, f.hub.Epoch())
 		}
-	case <-time.After(time.Minute):
-		t.Fatal("no reset after the epoch changed")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("no reset within %v after the epoch changed", testutil.HangLimit)
 	}
 }
 
@@ -454,7 +454,7 @@ func TestFollowerBacksOff(t *testing.T) {
 
 	backoff := followBackoff
 	for attempt := int32(1); attempt <= 8; attempt++ {
-		testutil.Eventually(t, time.Minute, fmt.Sprintf("attempt %d waiting out its backoff", attempt), func() bool {
+		testutil.Eventually(t, testutil.HangLimit, fmt.Sprintf("attempt %d waiting out its backoff", attempt), func() bool {
 			return log.follows.Load() == attempt && clock.pendingAfter() == 1
 		})
 		clock.Advance(backoff - time.Nanosecond)
@@ -497,11 +497,11 @@ func TestFollowerStopsPromisingWhenBehind(t *testing.T) {
 		}
 	}
 	runFollower(t, f)
-	testutil.Eventually(t, time.Minute, "the first check", func() bool { return f.current() })
+	testutil.Eventually(t, testutil.HangLimit, "the first check", func() bool { return f.current() })
 
 	publish(t, log, "unseen")
 	clock.Advance(f.heartbeat) // the next check finds the node behind...
-	testutil.Eventually(t, time.Minute, "a check that finds the node behind", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "a check that finds the node behind", func() bool {
 		clock.fireNext() // ...once its waits have run out
 		return behind.Load()
 	})

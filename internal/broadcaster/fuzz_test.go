@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/revocast/revocast/internal/auth"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
@@ -79,7 +79,7 @@ func FuzzRevokeForm(f *testing.F) {
 		if authorization != "" {
 			req.Header.Set("Authorization", authorization)
 		}
-		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(req.Context(), testutil.HangLimit)
 		defer cancel()
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req.WithContext(ctx))

@@ -95,7 +95,7 @@ func TestExpiryGrace(t *testing.T) {
 	}
 
 	// listings may hide what expired; wait until they do
-	testutil.Eventually(t, time.Minute, "the listing to hide the expired revocation", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the listing to hide the expired revocation", func() bool {
 		return do(t, "GET", base+"/v1/revocations/"+soon.Key, "").status == http.StatusNotFound
 	})
 	if !time.Now().After(now.Add(1500 * time.Millisecond)) {
@@ -123,7 +123,7 @@ func TestExpiryGrace(t *testing.T) {
 	t.Run("new subscriber", func(t *testing.T) { check(t, base) })
 
 	// the log itself keeps them: a restarted broadcaster replays them too
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)

@@ -204,8 +204,8 @@ func (s *subscriber) next(t *testing.T) sse.Event {
 			t.Fatal("stream ended")
 		}
 		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("no event within %v", testutil.HangLimit)
 	}
 	return sse.Event{}
 }

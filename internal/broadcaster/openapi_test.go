@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -522,7 +523,7 @@ type sseReader struct {
 
 func openRawStream(t *testing.T, u string, header ...string) *sseReader {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -973,7 +974,7 @@ func TestOpenAPIContract(t *testing.T) {
 			if path == "/v1/events" && method == "GET" {
 				u += "?last_event_id=now"
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 			r, _ := http.NewRequestWithContext(ctx, method, u, nil)
 			r.Header.Set("Authorization", "Bearer "+revoker)
 			resp, err := http.DefaultClient.Do(r)

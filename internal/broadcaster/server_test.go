@@ -200,10 +200,10 @@ func testLiftReplaceAndExpiry(t *testing.T, on backend) {
 	if a := do(t, "GET", base+"/v1/revocations/"+short.Key, ""); a.status != http.StatusOK {
 		t.Fatalf("GET live: %d", a.status)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testutil.HangLimit)
 	for do(t, "GET", base+"/v1/revocations/"+short.Key, "").status != http.StatusNotFound {
 		if time.Now().After(deadline) {
-			t.Fatal("revocation still listed 10s after it expired")
+			t.Fatalf("revocation still listed %v after it expired", testutil.HangLimit)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
@@ -381,7 +381,7 @@ func TestManySubscribers(t *testing.T) {
 			}
 		}()
 	}
-	waitGroup(t, &synced, 60*time.Second, "1000 subscribers to sync")
+	waitGroup(t, &synced, testutil.HangLimit, "1000 subscribers to sync")
 
 	select {
 	case err := <-errs:
@@ -407,14 +407,14 @@ func TestManySubscribers(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	testutil.Eventually(t, time.Minute, "the stalled subscriber to connect", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the stalled subscriber to connect", func() bool {
 		return metric(t, s, "revocast_broadcaster_subscribers") == before+1
 	})
 
 	sent := time.Now()
 	post(t, base, `{"jti":"for-everyone"}`)
 	acked := time.Now()
-	waitGroup(t, &received, 60*time.Second, "every subscriber to receive the event")
+	waitGroup(t, &received, testutil.HangLimit, "every subscriber to receive the event")
 	select {
 	case err := <-errs:
 		t.Fatal(err)
@@ -446,7 +446,7 @@ func TestManySubscribers(t *testing.T) {
 		do(t, "POST", base+"/v1/revocations", `{"revocations":[`+strings.Join(items, ",")+`]}`).decode(t, &ans)
 		last.ID = ans.Revocations[len(ans.Revocations)-1].ID
 	}
-	testutil.Eventually(t, time.Minute, "the stalled subscriber to be disconnected", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the stalled subscriber to be disconnected", func() bool {
 		return metric(t, s, "revocast_broadcaster_slow_subscriber_disconnects_total") >= 1
 	})
 	for {
@@ -502,14 +502,16 @@ func TestShutdownEndsStreams(t *testing.T) {
 	if _, err := br.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	start := time.Now()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown with an open stream: %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("shutdown took %v", d)
+	// ended, not waited out: a shutdown that waited for the stream would
+	// have run to its deadline (however long it took otherwise)
+	if ctx.Err() != nil {
+		t.Fatalf("shutdown with an open stream waited out its deadline: took %v", time.Since(start))
 	}
 	if _, err := io.ReadAll(br); err != nil && !strings.Contains(err.Error(), "EOF") {
 		t.Logf("stream ended with %v", err)

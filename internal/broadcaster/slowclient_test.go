@@ -86,9 +86,10 @@ func TestSlowClientsAreCut(t *testing.T) {
 	})
 	open, _ := startServer(t, short)
 	const clients = 50
-	// generous: the configured timeouts are half a second or ten minutes
-	// (refusals); a server that holds the connections keeps them for ever
-	const bound = 15 * time.Second
+	// a hang limit, not a speed: the configured timeouts are half a second
+	// or ten minutes (refusals: the bound must stay below that); a server
+	// that holds the connections keeps them for ever
+	const bound = testutil.HangLimit
 	cases := []struct {
 		name   string
 		server *broadcaster.Server
@@ -138,7 +139,7 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 		subscribe(t, base+"/v1/events?last_event_id=now").until(t, events.TypeSynced)
 	}
 	var held []net.Conn
-	testutil.Eventually(t, time.Minute, "the streams to stop counting", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the streams to stop counting", func() bool {
 		// open connections that send nothing until three are held: the
 		// streams' own connections may still count for a moment
 		c, err := net.Dial("tcp", s.Addr())
@@ -153,7 +154,7 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 			c.Close()
 		}
 	})
-	over := holdOpen(s.Addr(), "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 15*time.Second)
+	over := holdOpen(s.Addr(), "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", testutil.HangLimit)
 	if over.err != nil || !over.closed || over.status != "" {
 		t.Fatalf("a fourth connection from the address: %+v, want it closed without an answer", over)
 	}
@@ -161,7 +162,7 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 	held[0].Close()
 	held = held[1:]
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	testutil.Eventually(t, time.Minute, "a freed place to be reusable", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "a freed place to be reusable", func() bool {
 		resp, err := client.Get(base + "/healthz")
 		if err != nil {
 			return false

@@ -54,7 +54,7 @@ func waitAcked(t *testing.T, p *poster, n int) {
 	deadline := time.Now().Add(hangLimit)
 	for len(p.ackedJTIs()) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d revocations acknowledged after 60s", len(p.ackedJTIs()), n)
+			t.Fatalf("only %d of %d revocations acknowledged after %v", len(p.ackedJTIs()), n, hangLimit)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 	}
@@ -154,7 +154,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	wg.Go(func() { p.run(ctx, "rolling", 20*time.Millisecond) })
 	waitAcked(t, p, 30)
 	for _, n := range nodes {
-		if err := n.proc.Stop(20 * time.Second); err != nil {
+		if err := n.proc.Stop(hangLimit); err != nil {
 			t.Errorf("%s did not stop cleanly on SIGTERM: %v", n.name, err)
 		}
 		n.start(t)
@@ -215,7 +215,7 @@ func TestClusterMinorityStopsAcknowledging(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the write is still refused 30s after the peers returned: %v", err)
+			t.Fatalf("the write is still refused %v after the peers returned: %v", hangLimit, err)
 		}
 	}
 	a := newAgent(t, urls(nodes))
@@ -322,7 +322,7 @@ func TestClusterListsWritesOfOtherNodes(t *testing.T) {
 // reconnecting and resuming would hide.
 func readUntilSynced(t *testing.T, url, lastEventID string) []sse.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if lastEventID != "" {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/pkg/agent"
 )
 
 // pingWatcher follows a node's stream over a real socket and notes when each
@@ -83,8 +85,10 @@ func (w *pingWatcher) since(from time.Time) (int, time.Time, error) {
 func TestClusterCutOffNodeStopsHeartbeats(t *testing.T) {
 	skipShort(t)
 	const (
-		heartbeat    = time.Second // node.start passes --heartbeat 1s
-		maxStaleness = 30 * time.Second
+		heartbeat = time.Second // node.start passes --heartbeat 1s
+		// the promise: silence within the agents' max-staleness (their
+		// default), so that they turn stale and move to another node
+		maxStaleness = agent.DefaultMaxStaleness
 		quiet        = 5 * heartbeat // silence that shows the pings stopped
 		subscribers  = 5
 	)
@@ -144,7 +148,7 @@ func TestClusterCutOffNodeStopsHeartbeats(t *testing.T) {
 			}
 			// the pings stop: wait for a silence of a few heartbeats on
 			// every subscriber, then check it began within max-staleness
-			deadline := killedAt.Add(maxStaleness + quiet + time.Minute)
+			deadline := killedAt.Add(maxStaleness + quiet + hangLimit)
 			for {
 				lastPing := killedAt
 				for i, w := range watchers {

@@ -73,13 +73,13 @@ func (n *node) start(t *testing.T) {
 	n.proc = testutil.Start(t, "broadcaster", "", args...)
 }
 
-// waitReady waits until /readyz answers 200.
 // hangLimit is how long the tests wait for anything (a node ready, an
 // agent caught up, a failover) before calling it hung: a cluster member
 // restarted on a loaded machine can take tens of seconds to rejoin, which
 // is slow, not wrong. How fast these happen is measured by cmd/bench.
-const hangLimit = 3 * time.Minute
+const hangLimit = testutil.HangLimit
 
+// waitReady waits until /readyz answers 200.
 func (n *node) waitReady(t *testing.T) {
 	t.Helper()
 	n.proc.WaitReady(hangLimit, "/readyz")
@@ -157,7 +157,7 @@ func leader(t *testing.T, nodes []*node) *node {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
-	t.Fatal("no stream leader known after 20s")
+	t.Fatalf("no stream leader known after %v", hangLimit)
 	return nil
 }
 
@@ -247,9 +247,9 @@ func (p *poster) run(ctx context.Context, prefix string, interval time.Duration)
 		}
 		// each post gets a generous deadline of its own, beyond ctx: a
 		// revocation in flight is never abandoned half-way
-		pctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		pctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 		if !p.post(pctx, fmt.Sprintf("%s-%d", prefix, i), i) {
-			p.t.Errorf("%s-%d never acknowledged", prefix, i)
+			p.t.Errorf("%s-%d not acknowledged within %v", prefix, i, hangLimit)
 		}
 		cancel()
 	}

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/revocast/revocast/internal/testutil"
 )
@@ -55,7 +54,7 @@ func TestREADMEThreeNodes(t *testing.T) {
 		}
 		t.Skip("curl not installed; .ci/run installs it")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "bash", "-euc", fix(blocks[3])).CombinedOutput()
 	if err != nil {

@@ -108,8 +108,8 @@ func startRogue(t *testing.T, host, target string, tlsConfig *tls.Config) *rogue
 	logs := &rogueLog{}
 	ns.SetLoggerV2(logs, true, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(60 * time.Second) {
-		t.Fatal("rogue NATS server not ready after 60s")
+	if !ns.ReadyForConnections(hangLimit) {
+		t.Fatalf("rogue NATS server not ready after %v", hangLimit)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	nc, err := nats.Connect(ns.ClientURL())

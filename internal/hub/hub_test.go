@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/sse"
 )
@@ -156,7 +157,7 @@ func TestCursorUnderLoad(t *testing.T) {
 		}
 	}()
 	var got [][]byte
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(testutil.HangLimit)
 	for len(got) < total {
 		batch, caughtUp := sub.Next(nil, 64)
 		got = append(got, batch...)
@@ -164,7 +165,7 @@ func TestCursorUnderLoad(t *testing.T) {
 			select {
 			case <-sub.Wake():
 			case <-deadline:
-				t.Fatalf("received %d of %d events", len(got), total)
+				t.Fatalf("received %d of %d events within %v", len(got), total, testutil.HangLimit)
 			}
 		}
 	}
@@ -272,8 +273,8 @@ func TestWaitApplied(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("WaitApplied did not return")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("WaitApplied did not return within %v", testutil.HangLimit)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

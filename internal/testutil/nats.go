@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -30,8 +29,8 @@ func StartNATS(t testing.TB) *NATS {
 		t.Fatal(err)
 	}
 	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
+	if !ns.ReadyForConnections(HangLimit) {
+		t.Fatalf("NATS server not ready after %v", HangLimit)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return &NATS{Server: ns, URL: ns.ClientURL()}

@@ -39,7 +39,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 	var acked atomic.Int64
 	posterDone := make(chan error, 1)
 	go func() {
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(testutil.HangLimit)
 		for i := range total {
 			body := fmt.Sprintf(`{"jti":"crash-%d"}`, i)
 			for {
@@ -59,12 +59,12 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 	}()
 
 	for _, at := range []int64{15, 35} {
-		testutil.Eventually(t, time.Minute, fmt.Sprintf("%d acknowledged revocations", at), func() bool { return acked.Load() >= at })
+		testutil.Eventually(t, testutil.HangLimit, fmt.Sprintf("%d acknowledged revocations", at), func() bool { return acked.Load() >= at })
 		connects := a.Stats().Connects
 		b.Kill()
 		b = testutil.Start(t, "broadcaster", "/readyz", broadcasterArgs(addr, dir)...)
 		// the agent resumes from this instance before it is killed too
-		testutil.Eventually(t, time.Minute, "the agent to reconnect", func() bool { return a.Stats().Connects > connects })
+		testutil.Eventually(t, testutil.HangLimit, "the agent to reconnect", func() bool { return a.Stats().Connects > connects })
 	}
 	if err := <-posterDone; err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 		tokens[i] = hs256(t, claims("user", fmt.Sprintf("crash-%d", i)))
 	}
 	control := hs256(t, claims("user", "crash-never-revoked"))
-	testutil.Eventually(t, time.Minute, "every acknowledged revocation denied", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "every acknowledged revocation denied", func() bool {
 		for _, tok := range tokens {
 			if !errors.Is(checkErr(a, tok), ErrRevoked) {
 				return false
@@ -112,7 +112,7 @@ func TestBroadcasterCrashAndWipe(t *testing.T) {
 		revoke(t, b.URL, fmt.Sprintf(`{"jti":"wipe-%d"}`, i))
 		newTokens[i] = hs256(t, claims("user", fmt.Sprintf("wipe-%d", i)))
 	}
-	testutil.Eventually(t, time.Minute, "the agent reset and rebuilt to the new state", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the agent reset and rebuilt to the new state", func() bool {
 		st := a.Stats()
 		if st.Resets == 0 || st.Rebuilding || st.Denylist.Exact != keep+fresh {
 			return false
@@ -163,7 +163,7 @@ func TestStale(t *testing.T) {
 
 	b.Kill()
 	down := time.Now()
-	testutil.Eventually(t, time.Minute, "the closed agent to answer 503", func() bool { return status(closed) == http.StatusServiceUnavailable })
+	testutil.Eventually(t, testutil.HangLimit, "the closed agent to answer 503", func() bool { return status(closed) == http.StatusServiceUnavailable })
 	// Stale because of the silence, not because of the disconnection.
 	if silent := time.Since(closed.Stats().LastActivity); silent < time.Second {
 		t.Fatalf("stale after %v of silence, less than the maximum staleness of 1s", silent)
@@ -172,7 +172,7 @@ func TestStale(t *testing.T) {
 	if closed.Fresh() || !closed.Ready() {
 		t.Fatalf("closed agent: fresh %v, ready %v; want stale but ready", closed.Fresh(), closed.Ready())
 	}
-	testutil.Eventually(t, time.Minute, "the open agent to be stale", func() bool { return !open.Fresh() })
+	testutil.Eventually(t, testutil.HangLimit, "the open agent to be stale", func() bool { return !open.Fresh() })
 	if o := status(open); o != 200 {
 		t.Fatalf("stale, open policy: %d, want 200", o)
 	}
@@ -184,7 +184,7 @@ func TestStale(t *testing.T) {
 	}
 
 	b = testutil.Start(t, "broadcaster", "/readyz", broadcasterArgs(addr, dir)...)
-	testutil.Eventually(t, time.Minute, "both agents fresh again", func() bool { return closed.Fresh() && open.Fresh() })
+	testutil.Eventually(t, testutil.HangLimit, "both agents fresh again", func() bool { return closed.Fresh() && open.Fresh() })
 	if c, o := status(closed), status(open); c != 200 || o != 200 {
 		t.Fatalf("after recovery: closed %d, open %d; want 200", c, o)
 	}

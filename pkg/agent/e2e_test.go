@@ -16,8 +16,9 @@ import (
 )
 
 // TestEndToEndRevokeJTI: a real broadcaster, a real stream, real RS256
-// tokens: revoking a jti makes the agent deny the token within
-// milliseconds of the POST's acknowledgement.
+// tokens: revoking a jti makes the agent deny the token. How soon after
+// the POST's acknowledgement (milliseconds) is logged here; the deadline
+// only catches a hang (propagation latency is measured by cmd/bench).
 func TestEndToEndRevokeJTI(t *testing.T) {
 	base := startBroadcaster(t, nil)
 	a := newAgent(t, []string{base}, rsaOpts(t)...)
@@ -36,7 +37,7 @@ func TestEndToEndRevokeJTI(t *testing.T) {
 	exp := time.Now().Add(time.Hour).Unix()
 	revoke(t, base, fmt.Sprintf(`{"jti":"e2e-jti-1","expires_at":%d}`, exp))
 	acked := time.Now()
-	deadline := acked.Add(5 * time.Second)
+	deadline := acked.Add(testutil.HangLimit)
 	polls := 0
 	for {
 		polls++
@@ -44,7 +45,7 @@ func TestEndToEndRevokeJTI(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("token still allowed 5s after the revocation was acknowledged")
+			t.Fatalf("token still allowed %v after the revocation was acknowledged", testutil.HangLimit)
 		}
 		time.Sleep(50 * time.Microsecond) // polling a condition inside a deadline
 	}
@@ -79,11 +80,11 @@ func TestRevocationShapes(t *testing.T) {
 	}
 	waitDenied := func(tok, what string) {
 		t.Helper()
-		testutil.Eventually(t, time.Minute, what+" denied", func() bool { return errors.Is(checkErr(a, tok), ErrRevoked) })
+		testutil.Eventually(t, testutil.HangLimit, what+" denied", func() bool { return errors.Is(checkErr(a, tok), ErrRevoked) })
 	}
 	waitAllowed := func(tok, what string) {
 		t.Helper()
-		testutil.Eventually(t, time.Minute, what+" allowed", func() bool { return checkErr(a, tok) == nil })
+		testutil.Eventually(t, testutil.HangLimit, what+" allowed", func() bool { return checkErr(a, tok) == nil })
 	}
 	past := time.Now().Add(-time.Minute)
 
@@ -195,7 +196,7 @@ func TestDenylistOverflow(t *testing.T) {
 	if err := json.Unmarshal(body, &answer); err != nil || answer.Created != n {
 		t.Fatalf("batch created %d (%v), want %d", answer.Created, err, n)
 	}
-	testutil.Eventually(t, time.Minute, "every revocation applied", func() bool { return a.Stats().Revokes >= n })
+	testutil.Eventually(t, testutil.HangLimit, "every revocation applied", func() bool { return a.Stats().Revokes >= n })
 
 	for i := range n {
 		tok := hs256(t, claims("user", fmt.Sprintf("ovf-%d", i)))

@@ -227,16 +227,16 @@ func runAgent(t testing.TB, a *Agent) {
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return within 10s of cancel")
+		case <-time.After(testutil.HangLimit):
+			t.Errorf("Run did not return within %v of cancel", testutil.HangLimit)
 		}
 	})
 	select {
 	case <-a.ReadyChan():
 	case err := <-done:
 		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent not ready after 30s")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("agent not ready after %v", testutil.HangLimit)
 	}
 }
 
@@ -262,7 +262,7 @@ type stored struct {
 	Status string `json:"status"`
 }
 
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+var httpClient = &http.Client{Timeout: testutil.HangLimit}
 
 // request sends a JSON request and returns the status and body.
 func request(method, url, body string, header ...string) (int, []byte, error) {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/revocast/revocast/internal/testutil"
 )
@@ -42,7 +41,7 @@ func TestReceipts(t *testing.T) {
 	}
 
 	t.Run("the agent is listed once synced", func(t *testing.T) {
-		testutil.Eventually(t, time.Minute, "the agent listed as fresh", func() bool {
+		testutil.Eventually(t, testutil.HangLimit, "the agent listed as fresh", func() bool {
 			l := listAgents(t, base)
 			return len(l) == 1 && l[0].Name == "checkout-api" && l[0].Instance == a.Instance() && l[0].Connected && l[0].Fresh && l[0].Applied != ""
 		})
@@ -50,7 +49,7 @@ func TestReceipts(t *testing.T) {
 	t.Run("it reports each revocation it applied", func(t *testing.T) {
 		for _, sub := range []string{"alice", "bob", "carol"} {
 			rev := revoke(t, base, `{"sub":"`+sub+`"}`)
-			testutil.Eventually(t, time.Minute, "the agent reporting "+rev.ID, func() bool {
+			testutil.Eventually(t, testutil.HangLimit, "the agent reporting "+rev.ID, func() bool {
 				l := listAgents(t, base)
 				return len(l) == 1 && l[0].Applied == rev.ID && l[0].Lag != nil && *l[0].Lag == 0
 			})

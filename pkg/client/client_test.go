@@ -59,7 +59,7 @@ func TestRevokeGetListLift(t *testing.T) {
 		t.Fatalf("get: %+v", live)
 	}
 	// no agent connected: enforced at once
-	e, err := c.WaitEnforced(ctx, st.Key, client.WaitOptions{Deadline: time.Now().Add(5 * time.Second)})
+	e, err := c.WaitEnforced(ctx, st.Key, client.WaitOptions{Deadline: time.Now().Add(testutil.HangLimit)})
 	if err != nil || !e.Done() || e.Agents != 0 {
 		t.Fatalf("wait: %+v, %v", e, err)
 	}
@@ -132,7 +132,7 @@ func TestAgents(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	var got client.AgentStatus
-	testutil.Eventually(t, 30*time.Second, "the agent listed with the revocation applied", func() bool {
+	testutil.Eventually(t, testutil.HangLimit, "the agent listed with the revocation applied", func() bool {
 		list, err := c.Agents(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -330,7 +330,7 @@ func TestTail(t *testing.T) {
 			return false
 		}
 	}
-	testutil.Eventually(t, 10*time.Second, "the synced event", seen(events.TypeSynced))
+	testutil.Eventually(t, testutil.HangLimit, "the synced event", seen(events.TypeSynced))
 	st, err := c.Revoke(ctx, events.Revocation{JTI: "tailed"}, client.WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +338,7 @@ func TestTail(t *testing.T) {
 	if _, err := c.Lift(ctx, st.Key, client.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "the lift event", seen(events.TypeLift))
+	testutil.Eventually(t, testutil.HangLimit, "the lift event", seen(events.TypeLift))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("tail after cancel: %v", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/client"
 	"github.com/revocast/revocast/pkg/events"
 	"github.com/revocast/revocast/pkg/events/natslog"
@@ -26,7 +27,7 @@ func exampleBroadcaster() (base string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	if err := s.Start(ctx); err != nil {
 		log.Fatal(err)
@@ -37,7 +38,7 @@ func exampleBroadcaster() (base string, stop func()) {
 		log.Fatal("broadcaster not ready")
 	}
 	return "http://" + s.Addr(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 		defer cancel()
 		_ = s.Shutdown(ctx)
 		_ = os.RemoveAll(dir)

@@ -163,16 +163,16 @@ func startClient(t *testing.T, urls []string, handle func(Event) error, opts ...
 	return r
 }
 
-// wait returns Run's error, failing the test if Run does not return soon.
+// wait returns Run's error, failing the test if Run hangs.
 func (r *runner) wait(t *testing.T) error {
 	t.Helper()
-	timer := time.NewTimer(5 * time.Second)
+	timer := time.NewTimer(testutil.HangLimit)
 	defer timer.Stop()
 	select {
 	case <-r.done:
 		return r.err
 	case <-timer.C:
-		t.Fatal("Run did not return")
+		t.Fatalf("Run did not return within %v", testutil.HangLimit)
 		return nil
 	}
 }
@@ -304,8 +304,9 @@ func TestClientHonoursServerRetry(t *testing.T) {
 		sendEvents("retry: 10\n\n", "data: a\n\n"),
 		holdOpen("data: b\n\n"),
 	)
-	// Without the server's retry the client would wait half a minute.
-	r := startClient(t, []string{url}, nil, WithBackoff(time.Minute, time.Minute))
+	// Without the server's retry the client would wait half an hour at
+	// least: far beyond the hang limit of recv, so that waiting fails.
+	r := startClient(t, []string{url}, nil, WithBackoff(time.Hour, time.Hour))
 	recv(t, requests, "first request")
 	recv(t, requests, "reconnection after the server's retry time")
 	for _, want := range []string{"a", "b"} {
@@ -402,7 +403,9 @@ func TestClientCancel(t *testing.T) {
 		{
 			name:    "mid-backoff",
 			handler: status(http.StatusServiceUnavailable),
-			opts:    []ClientOption{WithBackoff(time.Minute, time.Minute)},
+			// a backoff far beyond the hang limit of wait: a Run that
+			// waited it out instead of returning at once fails
+			opts: []ClientOption{WithBackoff(time.Hour, time.Hour)},
 			ready: func(t *testing.T, r *runner, _ <-chan seenRequest) {
 				recv(t, r.disconnects, "failed attempt")
 			},

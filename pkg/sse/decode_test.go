@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // decoded is everything a Decoder reports over a whole stream.
@@ -379,7 +381,7 @@ func TestDecoderInitialLastEventID(t *testing.T) {
 // behaviour under test did not happen at all.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	timer := time.NewTimer(10 * time.Second)
+	timer := time.NewTimer(testutil.HangLimit)
 	defer timer.Stop()
 	select {
 	case v := <-ch:

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // serveOn serves h on a new listener at addr ("127.0.0.1:0" for any port)
@@ -38,11 +40,18 @@ func serveOn(t *testing.T, addr string, h http.HandlerFunc) *httptest.Server {
 // the client is back within about one retry: interval of the server's
 // return, not after a backoff that grew while the server was away.
 //
-// The bound is generous (20 retry intervals: a loaded machine is slow), but
-// far below what a backoff grown over the outage would wait.
+// The bound lies between the two, as far from one retry interval as it
+// can be, for a loaded machine is slow to reconnect: half the shortest wait
+// of a client whose backoff grew over the failed attempts.
 func TestClientFollowsARestartWithinRetry(t *testing.T) {
-	const retry = 200 * time.Millisecond
-	const failedAttempts = 6 // refused attempts while the server is down
+	const (
+		retry          = 200 * time.Millisecond
+		failedAttempts = 10 // refused attempts while the server is down
+		// the backoff after the last of them, had it grown: at least
+		// retry·2^(failedAttempts-1), halved by the jitter (51.2 s)
+		grown = retry << (failedAttempts - 2)
+		bound = grown / 2
+	)
 	first := serveOn(t, "127.0.0.1:0", holdOpen("retry: 200\n\n", "id: 1\ndata: a\n\n"))
 	addr := first.Listener.Addr().String()
 	url := "http://" + addr + "/events"
@@ -61,7 +70,7 @@ func TestClientFollowsARestartWithinRetry(t *testing.T) {
 	first.CloseClientConnections()
 	recv(t, r.disconnects, "the end of the first stream")
 	for i := range failedAttempts {
-		d := recvWithin(t, r.disconnects, 30*time.Second, "refused attempt")
+		d := recvWithin(t, r.disconnects, testutil.HangLimit, "refused attempt")
 		if d.err == nil || errors.Is(d.err, context.Canceled) {
 			t.Fatalf("attempt %d while the server is down: %v", i+1, d.err)
 		}
@@ -69,7 +78,7 @@ func TestClientFollowsARestartWithinRetry(t *testing.T) {
 
 	serveOn(t, addr, holdOpen("retry: 200\n\n", "id: 2\ndata: b\n\n"))
 	back := time.Now()
-	recvWithin(t, r.connects, 20*retry, "reconnection after the restart")
+	recvWithin(t, r.connects, bound, "reconnection after the restart")
 	t.Logf("reconnected %v after the server was back (retry: %v)", time.Since(back), retry)
 	if ev := recv(t, r.events, "event"); string(ev.Data) != "b" {
 		t.Fatalf("event %q", ev.Data)

@@ -10,11 +10,13 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 // testHTTPClient bounds every request, body included, so a test that waits
 // for bytes that never come fails instead of hanging.
-var testHTTPClient = &http.Client{Timeout: 10 * time.Second}
+var testHTTPClient = &http.Client{Timeout: testutil.HangLimit}
 
 // newServer starts an httptest server on 127.0.0.1 that is torn down after
 // the test. Handlers must return when r.Context() is done: the cleanup
@@ -215,7 +217,7 @@ func TestStreamOverHTTP(t *testing.T) {
 	readExactly(t, resp.Body, "retry: 50\n\nid: 1\nevent: hello\ndata: world\n\n"+string(frame)+": still here\n")
 	select {
 	case <-written:
-	case <-time.After(time.Minute):
+	case <-time.After(testutil.HangLimit):
 		t.Fatal("the handler's writes did not return")
 	}
 }
@@ -237,7 +239,7 @@ func TestServeHeartbeat(t *testing.T) {
 	go func() {
 		select {
 		case frames <- []byte("data: x\n\n"):
-		case <-time.After(10 * time.Second):
+		case <-time.After(testutil.HangLimit):
 		}
 	}()
 	d := NewDecoder(resp.Body)
@@ -325,7 +327,7 @@ func TestServeShutdown(t *testing.T) {
 	resp := openStream(t, srv.URL)
 	readExactly(t, resp.Body, ": ping\n")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	if err := srv.Config.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)

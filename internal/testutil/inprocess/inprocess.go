@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/pkg/events/natslog"
 )
 
@@ -26,13 +27,13 @@ func Broadcaster(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("broadcaster shutdown: %v", err)
@@ -40,8 +41,8 @@ func Broadcaster(t testing.TB, mod func(*broadcaster.Config)) (*broadcaster.Serv
 	})
 	select {
 	case <-s.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("broadcaster not ready after 30s")
+	case <-time.After(testutil.HangLimit):
+		t.Fatalf("broadcaster not ready after %v", testutil.HangLimit)
 	}
 	return s, "http://" + s.Addr()
 }

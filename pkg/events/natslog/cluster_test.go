@@ -7,7 +7,8 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 func freePort(t *testing.T) int {
@@ -61,7 +62,7 @@ func TestClusterReplicatesWithIdenticalSequences(t *testing.T) {
 	logs := make([]*Log, 3)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	for i := range cfgs {
 		wg.Add(1)

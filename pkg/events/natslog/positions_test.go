@@ -6,11 +6,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/revocast/revocast/internal/testutil"
 )
 
 func TestPositions(t *testing.T) {
 	l := openLog(t, t.TempDir())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	p, err := l.OpenPositions(ctx, time.Minute)
 	if err != nil {
@@ -33,7 +35,7 @@ func TestPositions(t *testing.T) {
 	}()
 	want := func(k, v string) {
 		t.Helper()
-		deadline := time.Now().Add(time.Minute)
+		deadline := time.Now().Add(testutil.HangLimit)
 		for {
 			mu.Lock()
 			got := seen[k]
@@ -42,7 +44,7 @@ func TestPositions(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("record %s = %q, want %q", k, got, v)
+				t.Fatalf("record %s = %q after %v, want %q", k, got, testutil.HangLimit, v)
 			}
 			time.Sleep(5 * time.Millisecond) // polling with a deadline
 		}
