@@ -489,11 +489,13 @@ func TestClientIdleTimeoutIgnoresSlowHandler(t *testing.T) {
 		}
 		_ = s.Serve(r.Context(), frames, 20*time.Millisecond)
 	})
-	const idle = 100 * time.Millisecond
+	// pings every 20 ms: a loaded machine may delay one by far more than
+	// that, but not by the idle timeout
+	const idle = time.Second
 	handled := make(chan Event, 10) // far more than this test sends
 	r := startClient(t, []string{url}, func(ev Event) error {
 		if string(ev.Data) == "slow" {
-			<-time.After(3 * idle) // stands for work, not for synchronisation
+			<-time.After(2 * idle) // stands for work, not for synchronisation
 		}
 		handled <- ev
 		return nil
