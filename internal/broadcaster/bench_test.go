@@ -15,9 +15,9 @@ import (
 
 	"github.com/revocast/revocast/internal/broadcaster"
 	"github.com/revocast/revocast/internal/testutil"
+	"github.com/revocast/revocast/internal/testutil/inprocess"
 
 	"github.com/revocast/revocast/pkg/events"
-	"github.com/revocast/revocast/pkg/events/natslog"
 	"github.com/revocast/revocast/pkg/sse"
 )
 
@@ -38,18 +38,10 @@ func BenchmarkAckToReceipt(b *testing.B) {
 }
 
 func benchAckToReceipt(b *testing.B, n int) {
-	// n subscribers connect at once from one address
-	cfg := broadcaster.Config{Addr: "127.0.0.1:0", Backend: natslog.Config{DataDir: b.TempDir()}, MaxConnsPerAddr: -1}
-	s, err := broadcaster.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = s.Shutdown(context.Background()) }()
-	<-s.Ready()
-	base := "http://" + s.Addr()
+	_, base := inprocess.Broadcaster(b, func(c *broadcaster.Config) {
+		c.MaxConnsPerAddr = -1 // n subscribers connect at once from one address
+		c.Heartbeat = broadcaster.DefaultHeartbeat
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

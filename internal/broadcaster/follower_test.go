@@ -223,6 +223,16 @@ func newTestFollower(t *testing.T, log eventlog.Log) *follower {
 	return newFollower(log, h, slog.New(slog.DiscardHandler), 100*time.Millisecond, time.Hour)
 }
 
+// newClockedFollower is newTestFollower on a fake clock, which the test
+// moves.
+func newClockedFollower(t *testing.T, log eventlog.Log) (*follower, *fakeClock) {
+	t.Helper()
+	f := newTestFollower(t, log)
+	clock := newFakeClock()
+	f.clock, f.base = clock, clock.Now()
+	return f, clock
+}
+
 // runFollower runs f until the test ends.
 func runFollower(t *testing.T, f *follower) {
 	t.Helper()
@@ -306,9 +316,7 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			log := &faultyLog{Log: memlog.New(memlog.Config{}), stallFirst: 1}
-			f := newTestFollower(t, log)
-			clock := newFakeClock()
-			f.clock, f.base = clock, clock.Now()
+			f, clock := newClockedFollower(t, log)
 			runFollower(t, f)
 			testutil.Eventually(t, testutil.HangLimit, "the first consumer", func() bool { return log.follows.Load() >= 1 })
 			seq := publish(t, log, "stalled")
@@ -342,9 +350,7 @@ func TestFollowerRestartsAStalledConsumer(t *testing.T) {
 // TestFollowerRestartGap: restarts closer than restartGap are one restart.
 func TestFollowerRestartGap(t *testing.T) {
 	t.Parallel()
-	f := newTestFollower(t, memlog.New(memlog.Config{}))
-	clock := newFakeClock()
-	f.clock = clock
+	f, clock := newClockedFollower(t, memlog.New(memlog.Config{}))
 	var stops int
 	f.stop = func() { stops++ }
 	f.restart("one")
@@ -366,9 +372,7 @@ func TestFollowerRestartGap(t *testing.T) {
 // check that did not.
 func TestFollowerCurrent(t *testing.T) {
 	t.Parallel()
-	f := newTestFollower(t, memlog.New(memlog.Config{}))
-	clock := newFakeClock()
-	f.clock, f.base = clock, clock.Now()
+	f, clock := newClockedFollower(t, memlog.New(memlog.Config{}))
 	began := func() int64 { return int64(clock.Now().Sub(f.base)) + 1 }
 
 	if f.current() {
@@ -414,9 +418,7 @@ func TestFollowerChecksCurrentWhileRunning(t *testing.T) {
 func TestFollowerResetsOnANewEpoch(t *testing.T) {
 	t.Parallel()
 	log := &faultyLog{Log: memlog.New(memlog.Config{})}
-	f := newTestFollower(t, log)
-	clock := newFakeClock()
-	f.clock, f.base = clock, clock.Now()
+	f, clock := newClockedFollower(t, log)
 	resets := make(chan uint64, 1)
 	f.onReset = func(epoch uint64) { resets <- epoch }
 	runFollower(t, f)
@@ -447,9 +449,7 @@ func TestFollowerResetsOnANewEpoch(t *testing.T) {
 func TestFollowerBacksOff(t *testing.T) {
 	t.Parallel()
 	log := &failingLog{Log: memlog.New(memlog.Config{})}
-	f := newTestFollower(t, log)
-	clock := newFakeClock()
-	f.clock, f.base = clock, clock.Now()
+	f, clock := newClockedFollower(t, log)
 	runFollower(t, f)
 
 	backoff := followBackoff
@@ -486,9 +486,7 @@ func (l *failingLog) Follow(context.Context, uint64, func(eventlog.Record) error
 func TestFollowerStopsPromisingWhenBehind(t *testing.T) {
 	t.Parallel()
 	log := &faultyLog{Log: memlog.New(memlog.Config{}), stallFirst: 1 << 30}
-	f := newTestFollower(t, log)
-	clock := newFakeClock()
-	f.clock, f.base = clock, clock.Now()
+	f, clock := newClockedFollower(t, log)
 	f.hub.SetReady() // a stalled consumer never reports having caught up
 	var behind atomic.Bool
 	f.onCheck = func(caughtUp bool) {
