@@ -269,7 +269,7 @@ func twoNodes(t *testing.T, host string, extra ...string) []*node {
 	t.Helper()
 	nodes := make([]*node, 2)
 	for i := range nodes {
-		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), addr: testutil.FreeAddr(t), clusterAddr: freeAddrOn(t, host), data: t.TempDir()}
+		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), addr: testutil.FreeAddr(t), clusterAddr: testutil.FreeAddrOn(t, host), data: t.TempDir()}
 	}
 	var routes []string
 	for _, n := range nodes {
@@ -280,17 +280,6 @@ func twoNodes(t *testing.T, host string, extra ...string) []*node {
 			"--routes", strings.Join(routes, ","), "--replicas", "2"}, extra...)
 	}
 	return nodes
-}
-
-// freeAddrOn returns host:port with a port that was free a moment ago.
-func freeAddrOn(t *testing.T, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // nonLoopbackIP returns an IPv4 address of this machine that is not

@@ -13,12 +13,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,16 +87,94 @@ func Cleanup() {
 	}
 }
 
-// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago, for a process that must come back on the same address.
+// FreeAddr returns a 127.0.0.1 address whose port is free and reserved for
+// this test, for a process that binds it later (or must come back on it
+// after a restart). See FreeAddrOn.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	return FreeAddrOn(t, "127.0.0.1")
+}
+
+// FreeAddrOn returns host:port with a port that is free now and stays
+// reserved for the test until it ends.
+//
+// A port from net.Listen(":0") would not do: the kernel takes it from its
+// ephemeral range, the same range it draws the source ports of outgoing
+// connections from, so between closing that listener and the process
+// binding the port, any connection on the machine (a NATS route, another
+// test's HTTP client) may take it, and the process fails with "address
+// already in use". FreeAddrOn picks ports outside the ephemeral range,
+// which the kernel never hands out on its own, and reserves each with a
+// file created exclusively in a directory shared by every test process,
+// so that parallel test binaries do not pick the same one.
+func FreeAddrOn(t testing.TB, host string) string {
+	t.Helper()
+	lo, hi := assignablePorts()
+	dir := filepath.Join(os.TempDir(), "revocast-test-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo+1)
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		mark := filepath.Join(dir, strconv.Itoa(port))
+		f, err := os.OpenFile(mark, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			if stale(mark) {
+				os.Remove(mark)
+			}
+			continue // reserved by another test
+		}
+		f.Close()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			os.Remove(mark)
+			continue // in use by something else
+		}
+		ln.Close()
+		t.Cleanup(func() { os.Remove(mark) })
+		return addr
+	}
+	t.Fatalf("no free port on %s in %d-%d", host, lo, hi)
+	return ""
+}
+
+// staleReservation is how old a port's reservation file must be to be
+// taken for one a crashed test left behind: longer than any test runs.
+const staleReservation = time.Hour
+
+func stale(mark string) bool {
+	fi, err := os.Stat(mark)
+	return err == nil && time.Since(fi.ModTime()) > staleReservation
+}
+
+// assignablePorts returns a range of ports, above the well-known ones,
+// that the kernel does not use as ephemeral ports. Linux publishes its
+// ephemeral range; elsewhere, and if it cannot be read, the range below
+// 32768 is outside every common default (Linux 32768-60999, BSD, macOS
+// and Windows 49152-65535).
+func assignablePorts() (lo, hi int) {
+	lo, hi = 20000, 32767
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	elo, err1 := strconv.Atoi(f[0])
+	ehi, err2 := strconv.Atoi(f[1])
+	switch {
+	case err1 != nil || err2 != nil:
+		return lo, hi
+	case elo-1 >= lo+1000: // room below the ephemeral range
+		return lo, elo - 1
+	case ehi+1 <= 64535: // room above it
+		return ehi + 1, 65535
+	default: // no room: the bind check is all that is left
+		return lo, hi
+	}
 }
 
 // Process is a running revocast binary.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -79,19 +78,11 @@ func status(code int, header ...string) http.HandlerFunc {
 	}
 }
 
-// refusedURL is the address of a listener that has been closed, so that
-// connecting to it fails at once.
+// refusedURL is the address of a port nothing listens on, reserved for the
+// test, so that connecting to it fails at once.
 func refusedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr + "/events"
+	return "http://" + testutil.FreeAddr(t) + "/events"
 }
 
 type disconnect struct {
