@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,12 +15,7 @@ import (
 // against the real broadcaster and sidecar binaries (only the addresses
 // are changed), and checks they print 200, then 401.
 func TestREADMEWalkthrough(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
-			t.Fatal("curl is required (REVOCAST_REQUIRE_CURL is set) but not installed")
-		}
-		t.Skip("curl not installed; .ci/run installs it")
-	}
+	testutil.Curl(t)
 	blocks := testutil.ShBlocks(testutil.DocSection(t, "README.md", "### Try it: the sidecar in front of curl"))
 	if len(blocks) != 2 {
 		t.Fatalf("want 2 sh blocks in the walkthrough, found %d", len(blocks))

@@ -150,13 +150,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 // TestCurlFollowsTheStream drives the real binary with curl, as a user
 // would.
 func TestCurlFollowsTheStream(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
-			t.Fatal("curl is required (REVOCAST_REQUIRE_CURL is set) but not installed")
-		}
-		t.Skip("curl not installed; .ci/run installs it")
-	}
+	curl := testutil.Curl(t)
 	p := testutil.Start(t, "broadcaster", "/readyz", "--data", t.TempDir(), "--addr", "127.0.0.1:0")
 
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,12 +14,7 @@ import (
 // docs/api.md, as printed, against the real binary (only the address is
 // changed) and checks each succeeds.
 func TestREADMECurlExamples(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
-			t.Fatal("curl is required (REVOCAST_REQUIRE_CURL is set) but not installed")
-		}
-		t.Skip("curl not installed; .ci/run installs it")
-	}
+	testutil.Curl(t)
 	p := testutil.Start(t, "broadcaster", "/readyz", "--data", t.TempDir(), "--addr", "127.0.0.1:0")
 	host := strings.TrimPrefix(p.URL, "http://")
 	for _, s := range []struct{ file, heading string }{

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,22 +15,6 @@ import (
 
 	"github.com/revocast/revocast/internal/testutil"
 )
-
-// chromium finds a Chromium or Chrome binary, or skips the test (fails it
-// when REVOCAST_REQUIRE_CHROMIUM is set, as in CI).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("REVOCAST_REQUIRE_CHROMIUM") != "" {
-		t.Fatal("Chromium is required (REVOCAST_REQUIRE_CHROMIUM is set) but not installed")
-	}
-	t.Skip("no chromium or google-chrome in PATH: the browser test needs one (apt-get install chromium; .ci/run installs it)")
-	return ""
-}
 
 // attackPage is a page of another origin that tries, from a real browser,
 // every write a page can send without the server's consent: text/plain
@@ -78,7 +60,7 @@ func TestBrowserOnAnotherOriginCannotWrite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser; skipped under -short")
 	}
-	bin := chromium(t)
+	bin := testutil.Chromium(t)
 	s, base := startServer(t, nil)
 	exp := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
 	token := unsignedJWT(`{"jti":"browser-csrf","sub":"victim","exp":` + exp + `}`)

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -48,12 +47,7 @@ func TestREADMEThreeNodes(t *testing.T) {
 		p.WaitReady(hangLimit, "/readyz")
 	}
 
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("REVOCAST_REQUIRE_CURL") != "" {
-			t.Fatal("curl is required (REVOCAST_REQUIRE_CURL is set) but not installed")
-		}
-		t.Skip("curl not installed; .ci/run installs it")
-	}
+	testutil.Curl(t)
 	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "bash", "-euc", fix(blocks[3])).CombinedOutput()

@@ -21,15 +21,12 @@ import (
 
 	"github.com/revocast/revocast/internal/auth"
 	"github.com/revocast/revocast/internal/broadcaster"
+	"github.com/revocast/revocast/internal/testutil"
 	"github.com/revocast/revocast/internal/testutil/inprocess"
 )
 
-// chromiumPath is where Debian's chromium package installs the browser.
-const chromiumPath = "/usr/bin/chromium"
-
-// hang bounds every wait of a browser test: long enough for a loaded
-// machine, short enough to report a hang.
-const hang = 2 * time.Minute
+// hang bounds every wait of a browser test.
+const hang = testutil.HangLimit
 
 var browser struct {
 	once   sync.Once
@@ -50,12 +47,7 @@ func TestMain(m *testing.M) {
 // when it is not installed (fails, with REVOCAST_REQUIRE_CHROMIUM=1).
 func startBrowser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("REVOCAST_REQUIRE_CHROMIUM") == "1" {
-			t.Fatalf("REVOCAST_REQUIRE_CHROMIUM=1 but no browser: %v", err)
-		}
-		t.Skipf("skipping the browser test: no Chromium at %s (apt-get install chromium; REVOCAST_REQUIRE_CHROMIUM=1 makes this a failure)", chromiumPath)
-	}
+	chromiumPath := testutil.Chromium(t)
 	browser.once.Do(func() {
 		opts := append(chromedp.DefaultExecAllocatorOptions[:],
 			chromedp.ExecPath(chromiumPath),
