@@ -28,7 +28,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	runScript := func(script string) string {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "bash", "-euc", script)
 		cmd.Dir = root

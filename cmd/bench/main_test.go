@@ -290,7 +290,7 @@ func TestSmokeReceipts(t *testing.T) {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 	defer cancel()
 	var out bytes.Buffer
 	res, err := run(ctx, cfg, &out)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/revocast/revocast/internal/testutil"
 )
@@ -122,7 +121,7 @@ func TestBinaryRefusesDemoCredentialsBeyondLoopback(t *testing.T) {
 				return
 			}
 			bin := testutil.Binary(t, "broadcaster")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.HangLimit)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, bin, append(args, "--log-format", "json")...).CombinedOutput()
 			var ee *exec.ExitError

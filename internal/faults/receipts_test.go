@@ -49,10 +49,11 @@ func enforcementAt(t *testing.T, n *node, key string) (client.Enforcement, bool)
 }
 
 // cliRun runs the revocast CLI and returns stdout, stderr and the
-// exit code.
+// exit code. It is killed as hung only after its own --wait (at most two
+// minutes in these tests) and the hang limit.
 func cliRun(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+hangLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testutil.Binary(t, "revocast"), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}

@@ -159,7 +159,7 @@ func (r *rogue) publishLift(t *testing.T, key string) {
 func revoke(t *testing.T, n *node, sub string) string {
 	t.Helper()
 	api := n.api(t)
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(hangLimit)
 	for {
 		st, err := api.Revoke(t.Context(), events.Revocation{Sub: sub, Ban: true}, client.WriteOptions{})
 		if err == nil {
@@ -476,7 +476,7 @@ func runToExit(t *testing.T, bin string, args ...string) (int, string) {
 		<-exited //nolint:errcheck // killed on purpose
 		<-scanned
 		t.Fatalf("it started instead of refusing:\n%s", out.String())
-	case <-time.After(2 * time.Minute):
+	case <-time.After(hangLimit):
 		_ = cmd.Process.Kill()
 		<-exited //nolint:errcheck // killed on purpose
 		<-scanned

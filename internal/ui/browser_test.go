@@ -116,7 +116,7 @@ func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 func (tb *tab) waitFor(cond string) {
 	tb.t.Helper()
 	// the deadline only catches a hang: the page is polled until then
-	ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(tb.ctx, hang)
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond,
 		chromedp.WithPollingInterval(10*time.Millisecond), chromedp.WithPollingTimeout(0))); err != nil {
