@@ -105,12 +105,13 @@ func FreeAddr(t testing.TB) string {
 // test's HTTP client) may take it, and the process fails with "address
 // already in use". FreeAddrOn picks ports outside the ephemeral range,
 // which the kernel never hands out on its own, and reserves each with a
-// file created exclusively in a directory shared by every test process,
-// so that parallel test binaries do not pick the same one.
+// file created exclusively in a directory that all of the user's test
+// processes share, so that parallel test binaries do not pick the same
+// one.
 func FreeAddrOn(t testing.TB, host string) string {
 	t.Helper()
 	lo, hi := assignablePorts()
-	dir := filepath.Join(os.TempDir(), "revocast-test-ports")
+	dir := reservationDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +138,13 @@ func FreeAddrOn(t testing.TB, host string) string {
 	}
 	t.Fatalf("no free port on %s in %d-%d", host, lo, hi)
 	return ""
+}
+
+// reservationDir is where FreeAddrOn reserves ports: one directory per
+// user, so that another user's directory (mode 0700) cannot lock this one
+// out of a shared temporary directory.
+func reservationDir() string {
+	return filepath.Join(os.TempDir(), "revocast-test-ports-"+strconv.Itoa(os.Getuid()))
 }
 
 // staleReservation is how old a port's reservation file must be to be

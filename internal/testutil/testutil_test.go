@@ -28,7 +28,7 @@ func TestFreeAddrOutsideEphemeralRange(t *testing.T) {
 			if port < lo || port > hi {
 				t.Fatalf("port %d outside %d-%d", port, lo, hi)
 			}
-			mark := filepath.Join(os.TempDir(), "revocast-test-ports", p)
+			mark := filepath.Join(reservationDir(), p)
 			if _, err := os.Stat(mark); err != nil {
 				t.Fatalf("port %d not reserved: %v", port, err)
 			}
