@@ -206,32 +206,31 @@ func (p *poster) post(ctx context.Context, jti string, first int) bool {
 			if apiErr.Header.Get("Retry-After") == "" {
 				p.t.Errorf("503 without Retry-After from %s", n.name)
 			}
-			p.mu.Lock()
-			p.refusals++
-			p.lastFail = time.Now()
-			p.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
+			p.failed(ctx, &p.refusals, 100*time.Millisecond)
 		case apiErr != nil:
 			p.t.Errorf("POST %s to %s: %v", jti, n.name, err)
 			return false
 		case errors.As(err, &noAnswer) || ctx.Err() != nil: // connection refused or reset, timeout
-			p.mu.Lock()
-			p.errors++
-			p.lastFail = time.Now()
-			p.mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
+			p.failed(ctx, &p.errors, 50*time.Millisecond)
 		default: // a 2xx the client could not read
 			p.t.Errorf("POST %s to %s: %v", jti, n.name, err)
 			return false
 		}
 	}
 	return false
+}
+
+// failed counts a failed attempt in count (refusals or errors, under
+// p.mu) and pauses before the next one, unless ctx ends first.
+func (p *poster) failed(ctx context.Context, count *int, pause time.Duration) {
+	p.mu.Lock()
+	*count++
+	p.lastFail = time.Now()
+	p.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(pause):
+	}
 }
 
 // run posts prefix-0, prefix-1, … every interval until ctx ends, and waits
